@@ -1,0 +1,206 @@
+"""The command line: `monitor [--config PATH] COMMAND`.
+
+Exit codes: 0 done (a `run --once` whose feeds partly failed included), 1 a command that did not
+achieve its aim (a notify-test target failed, a match source unreadable), 2 bad usage or bad
+config, 3 unusable database. Errors are one line on stderr, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from monitor import __version__
+from monitor.config import Config, ConfigError, default_config_path, load_config
+from monitor.daemon import Daemon
+from monitor.fetcher import Fetcher
+from monitor.logs import register_secrets, setup_logging
+from monitor.matcher import compile_watchlists, match_entry
+from monitor.models import FetchStatus
+from monitor.notifier import secrets_of, send, targets
+from monitor.parser import parse_feed
+from monitor.pipeline import build_runtime, deliver_due, poll_all
+from monitor.store import Store, StoreError
+
+log = logging.getLogger("monitor")
+EXIT_FAILED, EXIT_CONFIG, EXIT_DATABASE = 1, 2, 3
+MAX_MATCH_FILE = 50 * 1024**2
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(EXIT_CONFIG, f"monitor: error: {message} (see monitor --help)\n")
+
+
+def _arguments() -> argparse.ArgumentParser:
+    parser = _Parser(prog="monitor", description="Watch news feeds and alert on watchlist "
+                     "matches.")
+    parser.add_argument("--version", action="version", version=f"monitor {__version__}")
+    parser.add_argument("--config", type=Path, help="config file (default: $MONITOR_CONFIG, "
+                        "else ./config.yaml)")
+    parser.add_argument("--log-level", default="INFO",
+                        choices=["DEBUG", "INFO", "WARNING", "ERROR"], type=str.upper)
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    run = commands.add_parser("run", help="run the daemon (foreground, for systemd)")
+    run.add_argument("--once", action="store_true", help="poll every feed once, deliver, exit")
+    commands.add_parser("check", help="validate the config and exit")
+    match = commands.add_parser("match", help="show watchlist matches in one feed document")
+    match.add_argument("source", help="a feed file or an http(s) URL")
+    match.add_argument("--json", action="store_true", help="one JSON object a line")
+    commands.add_parser("notify-test", help="send a test message to every target")
+    commands.add_parser("status", help="show feed health and the outbox")
+    return parser
+
+
+def _load(args: argparse.Namespace) -> Config:
+    config = load_config(args.config or default_config_path())
+    register_secrets(s for n in config.notify for s in secrets_of(n.url))
+    register_secrets(s for s in secrets_of(config.database) if "@" in config.database)
+    return config
+
+
+async def _run(config: Config, once: bool) -> int:
+    store = Store(config.database)
+    rt = build_runtime(config, store)
+    if not once:
+        return await Daemon(rt).run()
+    try:
+        reports = await poll_all(rt, force=True)
+        delivered = await deliver_due(rt)
+    finally:
+        await rt.fetcher.close()
+        store.close()
+    failed = [r for r in reports if r.status == "error"]
+    log.info("cycle done: %d feeds polled, %d failed, %d new entries, %d alerts queued; "
+             "%d sent, %d to retry, %d expired", len(reports), len(failed),
+             sum(r.new for r in reports), sum(r.queued for r in reports), delivered.sent,
+             delivered.retrying, delivered.expired)
+    return 0
+
+
+def _check(config: Config) -> int:
+    compiled = compile_watchlists(config)
+    print(f"{config.path}: OK — {len(config.feeds)} feeds, {len(config.notify)} notify targets, "
+          f"{len(config.watchlists)} watchlists, {len(compiled.terms) + len(compiled.regex_terms)}"
+          f" aliases; database {'SQLite' if config.database.startswith('sqlite') else 'server'}")
+    return 0
+
+
+async def _read_source(source: str, config: Config) -> tuple[bytes, dict[str, str]]:
+    if source.startswith(("http://", "https://")):
+        fetcher = Fetcher(config.poll)
+        try:
+            result = await fetcher.fetch(source)
+        finally:
+            await fetcher.close()
+        if result.status is not FetchStatus.OK:
+            raise OSError(result.error or "not fetched")
+        return result.body, result.headers
+    path = Path(source)
+    if path.stat().st_size > MAX_MATCH_FILE:
+        raise OSError(f"larger than {MAX_MATCH_FILE // 1024**2} MB")
+    return path.read_bytes(), {}
+
+
+def _match(config: Config, source: str, as_json: bool) -> int:
+    try:
+        body, headers = asyncio.run(_read_source(source, config))
+    except OSError as error:
+        print(f"monitor: cannot read {source}: {error}", file=sys.stderr)
+        return EXIT_FAILED
+    parsed = parse_feed(body, source, "", headers)
+    if parsed.error:
+        print(f"monitor: {source}: {parsed.error}", file=sys.stderr)
+        return EXIT_FAILED
+    compiled = compile_watchlists(config)
+    count = 0
+    for entry in parsed.entries:
+        for match in match_entry(entry, compiled):
+            count += 1
+            if as_json:
+                print(json.dumps({
+                    "watchlist": match.watchlist, "title": entry.title, "link": entry.link,
+                    "guid": entry.guid, "terms": match.terms,
+                    "entities": match.terms_by_entity(),
+                    "fields": sorted({h.field for h in match.hits}),
+                    "snippet": match.snippet,
+                    "published": entry.published.isoformat() if entry.published else None,
+                }, ensure_ascii=False))
+            else:
+                found = "; ".join(f"{e}: {', '.join(a)}" for e, a in
+                                  match.terms_by_entity().items())
+                print(f"[{match.watchlist}] {entry.title}\n  {entry.link or '(no link)'}\n"
+                      f"  matched {found}\n  {match.highlighted_snippet()}\n")
+    if not as_json:
+        print(f"{count} matches in {len(parsed.entries)} entries")
+    return 0
+
+
+async def _notify_test(config: Config) -> int:
+    failures = 0
+    for target in targets(config):
+        outcome = await send(target, "monitor test", "This is a test alert from **monitor**.",
+                             config.delivery.timeout)
+        print(f"{target.label}: {'OK' if outcome.ok else 'FAILED: ' + (outcome.error or '')}")
+        failures += not outcome.ok
+    return EXIT_FAILED if failures else 0
+
+
+def _status(config: Config) -> int:
+    store = Store(config.database)
+    try:
+        rows = store.feeds()
+        configured = {f.url for f in config.feeds}
+        print(f"{'feed':40} {'last poll (UTC)':19} {'outcome':12} {'HTTP':>4} {'fails':>5} "
+              f"{'seen':>6}  last error")
+        for row in rows:
+            if row.url not in configured:
+                continue
+            when = row.last_poll_at.strftime("%Y-%m-%d %H:%M:%S") if row.last_poll_at else "never"
+            print(f"{row.name[:40]:40} {when:19} {row.last_status or '-':12} "
+                  f"{row.http_status or '-':>4} {row.consecutive_failures:>5} "
+                  f"{row.entries_seen:>6}  {(row.last_error or '')[:80]}")
+        counts = store.outbox_counts()
+        print("outbox: " + ", ".join(f"{n} {state}" for state, n in counts.items()))
+    finally:
+        store.close()
+    return 0
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    config = _load(args)
+    if args.command == "check":
+        return _check(config)
+    if args.command == "run":
+        return asyncio.run(_run(config, args.once))
+    if args.command == "match":
+        return _match(config, args.source, args.json)
+    if args.command == "notify-test":
+        return asyncio.run(_notify_test(config))
+    return _status(config)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `monitor` command."""
+    args = _arguments().parse_args(argv)
+    setup_logging(args.log_level)
+    try:
+        return _dispatch(args)
+    except ConfigError as error:
+        print(f"monitor: config error: {error}", file=sys.stderr)
+        return EXIT_CONFIG
+    except StoreError as error:
+        print(f"monitor: database error: {error}", file=sys.stderr)
+        return EXIT_DATABASE
+    except KeyboardInterrupt:
+        return 130
+    except Exception as error:  # the last line of defence: one line, not a traceback
+        log.debug("traceback", exc_info=error)
+        print(f"monitor: internal error: {error!r} (run with --log-level DEBUG for details)",
+              file=sys.stderr)
+        return EXIT_FAILED

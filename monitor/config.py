@@ -1,0 +1,357 @@
+"""Configuration: the YAML file, `${VAR}` interpolation, validation and clear errors.
+
+`load_config(path)` returns a frozen `Config` or raises `ConfigError`, whose message names the
+file, the line, the key path and what is wrong (unknown keys come with the closest known key).
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+DEFAULT_CONFIG = "config.yaml"
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
+_DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, None: 1}
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(b|kb|kib|mb|mib|gb|gib)?\s*$", re.IGNORECASE)
+_SIZE_UNITS = {
+    "b": 1, "kb": 1000, "kib": 1024, "mb": 1000**2, "mib": 1024**2, "gb": 1000**3, "gib": 1024**3,
+}
+
+
+class ConfigError(Exception):
+    """A config file that cannot be used, with where and why."""
+
+    def __init__(self, path: Path | str, message: str, key: str = "", line: int | None = None):
+        self.path, self.key, self.line, self.message = str(path), key, line, message
+        where = self.path + (f":{line}" if line else "")
+        super().__init__(f"{where}: {key + ': ' if key else ''}{message}")
+
+
+def parse_duration(value: Any) -> float:
+    """Seconds from a number or a string such as `90s`, `15m`, `6h`, `7d`."""
+    if isinstance(value, bool):
+        raise ValueError("expected a duration such as 30s, 15m, 2h or 7d")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    else:
+        found = _DURATION.match(str(value).lower())
+        if not found:
+            raise ValueError(f"invalid duration {value!r}: use e.g. 30s, 15m, 2h or 7d")
+        seconds = float(found.group(1)) * _DURATION_UNITS[found.group(2)]
+    if seconds < 0:
+        raise ValueError("a duration cannot be negative")
+    return seconds
+
+
+def parse_size(value: Any) -> int:
+    """Bytes from a number or a string such as `512KB` or `10MB`."""
+    if isinstance(value, bool):
+        raise ValueError("expected a size such as 512KB or 10MB")
+    if isinstance(value, int):
+        size = value
+    else:
+        found = _SIZE.match(str(value))
+        if not found:
+            raise ValueError(f"invalid size {value!r}: use e.g. 512KB or 10MB")
+        size = int(float(found.group(1)) * _SIZE_UNITS[(found.group(2) or "b").lower()])
+    if size <= 0:
+        raise ValueError("a size must be positive")
+    return size
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+Size = Annotated[int, BeforeValidator(parse_size)]
+Tags = Annotated[tuple[str, ...], BeforeValidator(lambda v: (v,) if isinstance(v, str) else v)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class FeedConfig(_Model):
+    """One feed to poll."""
+
+    url: str
+    name: str | None = None
+    interval: Duration | None = None
+    tags: Tags = ()
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, url: str) -> str:
+        if not re.match(r"^https?://[^\s/]+", url, re.IGNORECASE):
+            raise ValueError(f"feed url must start with http:// or https:// (got {url!r})")
+        return url.strip()
+
+    @property
+    def title(self) -> str:
+        """The name shown in logs and alerts."""
+        return self.name or self.url
+
+
+class NotifyConfig(_Model):
+    """One Apprise target; `tags` route watchlists and feeds to it."""
+
+    url: str = Field(min_length=3)
+    name: str | None = None
+    tags: Tags = ()
+
+    @field_validator("url")
+    @classmethod
+    def _apprise_url(cls, url: str) -> str:
+        if "://" not in url:
+            raise ValueError("an Apprise URL looks like scheme://… (e.g. tgram://TOKEN/CHAT)")
+        return url.strip()
+
+
+class PollConfig(_Model):
+    """How feeds are fetched and what counts as news."""
+
+    interval: Duration = Field(default=900.0, ge=10)
+    jitter: Duration = 30.0
+    timeout: Duration = Field(default=30.0, gt=0)
+    connect_timeout: Duration = Field(default=10.0, gt=0)
+    max_body: Size = 10 * 1024**2
+    max_redirects: int = Field(default=5, ge=0, le=20)
+    concurrency: int = Field(default=20, ge=1, le=500)
+    per_host: int = Field(default=4, ge=1, le=100)
+    backfill: Duration = 6 * 3600.0
+    max_age: Duration = 7 * 86400.0
+    user_agent: str | None = None
+
+
+class DeliveryConfig(_Model):
+    """How the outbox retries a target that is down."""
+
+    interval: Duration = Field(default=30.0, ge=1)
+    retry_base: Duration = Field(default=60.0, gt=0)
+    retry_max: Duration = Field(default=3600.0, gt=0)
+    expire_after: Duration = Field(default=3 * 86400.0, gt=0)
+    timeout: Duration = Field(default=30.0, gt=0)
+
+
+class RuleConfig(_Model):
+    """all of / any of / none of, over entity names, optionally within a sentence or N words."""
+
+    all: tuple[str, ...] = ()
+    any: tuple[str, ...] = ()
+    none: tuple[str, ...] = ()
+    within: Literal["sentence"] | Annotated[int, Field(ge=1)] | None = None
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> RuleConfig:
+        if not self.all and not self.any:
+            raise ValueError("a rule needs `all` or `any` (a list of entity names)")
+        return self
+
+
+EntityAliases = tuple[str, ...] | dict[str, tuple[str, ...]]
+
+
+class WatchlistConfig(_Model):
+    """A named set of rules; a story matches when any rule holds and no exclusion does."""
+
+    name: str = Field(min_length=1)
+    description: str = ""
+    fields: tuple[Literal["title", "summary", "content"], ...] = ("title", "summary", "content")
+    tags: Tags = ()
+    priority: Literal["low", "normal", "high"] = "normal"
+    entities: dict[str, EntityAliases] = Field(default_factory=dict)
+    rules: tuple[RuleConfig, ...] = Field(min_length=1)
+    none: tuple[str, ...] = ()
+    ignore: tuple[str, ...] = ()
+
+
+class Config(_Model):
+    """The whole validated configuration."""
+
+    database: str = ""
+    poll: PollConfig = PollConfig()
+    delivery: DeliveryConfig = DeliveryConfig()
+    feeds: tuple[FeedConfig, ...] = ()
+    notify: tuple[NotifyConfig, ...] = ()
+    entities: dict[str, EntityAliases] = Field(default_factory=dict)
+    watchlists: tuple[WatchlistConfig, ...] = ()
+    path: str = Field(default="", exclude=True)
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> Config:
+        for kind, names in (
+            ("watchlists", [w.name for w in self.watchlists]),
+            ("feeds", [f.url for f in self.feeds]),
+        ):
+            dupes = sorted({n for n in names if names.count(n) > 1})
+            if dupes:
+                raise ValueError(f"{kind}: duplicate {', '.join(dupes)}")
+        return self
+
+
+@dataclass(frozen=True)
+class _Located:
+    """YAML nodes by key path, so errors can point at a line."""
+
+    root: yaml.Node | None
+
+    def line(self, loc: tuple[str | int, ...]) -> int | None:
+        node, best = self.root, None
+        for part in loc:
+            if node is None:
+                break
+            best = node.start_mark.line + 1
+            node = _child(node, part)
+        if node is not None:
+            best = node.start_mark.line + 1
+        return best
+
+
+def _child(node: yaml.Node, part: str | int) -> yaml.Node | None:
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            if key.value == str(part):
+                found: yaml.Node = value if not isinstance(value, yaml.ScalarNode) \
+                    or value.value else key
+                return found
+    if isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+        child: yaml.Node | None = node.value[part]
+        return child
+    return None
+
+
+def _interpolate(value: Any, path: str, key: str = "") -> Any:
+    if isinstance(value, str):
+        def substitute(found: re.Match[str]) -> str:
+            name, default = found.group(1), found.group(2)
+            if name in os.environ:
+                return os.environ[name]
+            if default is not None:
+                return default
+            raise ConfigError(path, f"environment variable {name} is not set", key=key)
+
+        return _ENV_REF.sub(substitute, value)
+    if isinstance(value, list):
+        return [_interpolate(v, path, f"{key}[{i}]") for i, v in enumerate(value)]
+    if isinstance(value, dict):
+        return {k: _interpolate(v, path, f"{key}.{k}" if key else str(k)) for k, v in value.items()}
+    return value
+
+
+def _key_path(loc: tuple[str | int, ...]) -> str:
+    text = ""
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text
+
+
+def _known_fields(loc: tuple[str | int, ...]) -> list[str]:
+    model: type[BaseModel] | None = Config
+    for part in loc[:-1]:
+        if model is None or isinstance(part, int):
+            continue
+        field = model.model_fields.get(str(part))
+        annotation = getattr(field, "annotation", None)
+        args = getattr(annotation, "__args__", ())
+        model = next((a for a in (annotation, *args) if isinstance(a, type)
+                      and issubclass(a, BaseModel)), None)
+    return list(model.model_fields) if model else []
+
+
+def _explain(error: Mapping[str, Any]) -> tuple[tuple[str | int, ...], str]:
+    loc = tuple(p for p in error["loc"] if not (isinstance(p, str) and p.startswith(("tuple[",
+                "dict[", "literal[", "function-", "int", "union["))))
+    if error["type"] == "extra_forbidden":
+        known = [k for k in _known_fields(loc) if k != "path"]
+        close = difflib.get_close_matches(str(loc[-1]), known, n=1)
+        hint = f" (did you mean `{close[0]}`?)" if close else f" (known keys: {', '.join(known)})"
+        return loc, "unknown key" + hint
+    message = str(error["msg"]).removeprefix("Value error, ")
+    if error["type"] == "missing":
+        message = "required key is missing"
+    return loc, message
+
+
+def default_config_path() -> Path:
+    """`$MONITOR_CONFIG`, else `./config.yaml`."""
+    return Path(os.environ.get("MONITOR_CONFIG") or DEFAULT_CONFIG)
+
+
+def default_database_url(config_path: Path) -> str:
+    """A SQLite file in systemd's state directory if there is one, else beside the config."""
+    state = os.environ.get("STATE_DIRECTORY", "").split(":")[0]
+    folder = Path(state) if state else config_path.resolve().parent
+    return f"sqlite:///{folder / 'monitor.db'}"
+
+
+def _resolve_database(url: str, config_path: Path) -> str:
+    if not url:
+        return default_database_url(config_path)
+    prefix = "sqlite:///"
+    if url.startswith(prefix) and not url.startswith(prefix + "/") and url != prefix + ":memory:":
+        return prefix + str((config_path.resolve().parent / url[len(prefix):]).resolve())
+    return url
+
+
+def parse_config(text: str, path: Path | str = "<config>") -> Config:
+    """Validate config text; `path` is used for messages and to place relative files."""
+    path = Path(path)
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        problem = getattr(error, "problem", None) or str(error)
+        raise ConfigError(path, f"invalid YAML: {problem}",
+                          line=mark.line + 1 if mark else None) from None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(path, "the top level must be a mapping of keys (feeds, notify, …)",
+                          line=1)
+    located = _Located(root)
+    raw = _interpolate(raw, str(path))
+    try:
+        config = Config.model_validate(raw)
+    except ValidationError as errors:
+        first = errors.errors()[0]
+        loc, message = _explain(first)
+        more = len(errors.errors()) - 1
+        suffix = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
+        raise ConfigError(path, message + suffix, key=_key_path(loc),
+                          line=located.line(loc)) from None
+    from monitor.matcher import WatchlistError, compile_watchlists  # noqa: PLC0415 (cycle)
+
+    try:
+        compile_watchlists(config)
+    except WatchlistError as error:
+        raise ConfigError(path, error.problem, key=_key_path(error.loc),
+                          line=located.line(error.loc)) from None
+    return config.model_copy(update={
+        "database": _resolve_database(config.database, path), "path": str(path)})
+
+
+def load_config(path: Path | str) -> Config:
+    """Read and validate the config file at `path`."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(path, "file not found (use --config PATH or $MONITOR_CONFIG)") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(path, f"cannot read: {error}") from None
+    return parse_config(text, path)

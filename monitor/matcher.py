@@ -1,0 +1,429 @@
+"""Matching: compiles every watchlist once, then tests an entry in one pass. Pure, no I/O.
+
+How an entry is judged, in order:
+1. Each field (title, summary, content) is NFKC-normalised; the fields are joined and case-folded,
+   dashes become spaces, typographic quotes become `'`, `ё` becomes `е`.
+2. One Aho-Corasick automaton holding every alias of every entity (plus one combined regular
+   expression for `/regex/` aliases) finds all candidate occurrences in a single scan.
+3. A candidate counts when its edges sit on word boundaries. Boundaries are Unicode-aware: a
+   letter, digit or combining mark next to the alias breaks it, except at an edge written in a
+   script without spaces or with attached particles (Han, Kana, Hangul, Thai), and except at an
+   edge marked with `*` (`Росси*` takes every case ending, `*러시아` any prefix).
+4. Per watchlist: hits outside its `fields` are dropped, hits inside one of its `ignore` phrases
+   are dropped (so "Pyongyang naengmyeon" hides "Pyongyang"), a hit of any `none` entity vetoes.
+5. A rule holds when every `all` entity and at least one `any` entity has a hit, no `none` entity
+   has, and (with `within`) some single sentence or window of N words holds them all.
+6. A watchlist matches when any of its rules holds; the match keeps its hits and a snippet.
+"""
+
+from __future__ import annotations
+
+import bisect
+import difflib
+import re
+import unicodedata
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import ahocorasick
+
+from monitor.models import FIELDS, Entry, Hit, Match
+
+if TYPE_CHECKING:
+    from monitor.config import Config, EntityAliases, RuleConfig, WatchlistConfig
+
+_FOLD = str.maketrans({
+    **dict.fromkeys("\u2010\u2011\u2012\u2013\u2014\u2015\u2212\u30fb\u00b7-_", " "),
+    **dict.fromkeys("\u2018\u2019\u201a\u201b\u02bc\u2032`\u00b4", "'"),
+    **dict.fromkeys("\u201c\u201d\u201e\u201f\u00ab\u00bb", '"'),
+    "ё": "е",
+})
+_SPACELESS = re.compile(
+    "[\u1100-\u11ff\u3040-\u30ff\u3130-\u318f\u31f0-\u31ff\u3400-\u4dbf\u4e00-\u9fff"
+    "\ua960-\ua97f\uac00-\ud7af\uf900-\ufaff\u0e00-\u0e7f]"
+)
+_WORDS = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]|\w+")
+_SENTENCE_END = re.compile(r"(?<!\b\w)[.!?…]+(?=\s)|[。！？]+|\n+")
+_FIELD_GAP = "\n\n"
+_SNIPPET = 240
+
+
+class WatchlistError(ValueError):
+    """A watchlist that cannot compile; `loc` is the config key path of the culprit."""
+
+    def __init__(self, problem: str, loc: tuple[str | int, ...]):
+        super().__init__(problem)
+        self.problem, self.loc = problem, loc
+
+
+@dataclass(frozen=True)
+class _Term:
+    key: str
+    alias: str
+    entity: str
+    left_free: bool
+    right_free: bool
+    tail: re.Pattern[str] | None = None
+
+
+@dataclass(frozen=True)
+class _Rule:
+    all: tuple[str, ...]
+    any: tuple[str, ...]
+    none: tuple[str, ...]
+    within: str | int | None
+
+
+@dataclass(frozen=True)
+class _Watchlist:
+    name: str
+    tags: tuple[str, ...]
+    priority: str
+    fields: frozenset[str]
+    rules: tuple[_Rule, ...]
+    none: tuple[str, ...]
+    ignore: str | None
+
+
+@dataclass(frozen=True)
+class Watchlists:
+    """Every watchlist of a config, compiled into one automaton and one regex."""
+
+    automaton: Any
+    regex: re.Pattern[str] | None
+    terms: tuple[_Term, ...]
+    regex_terms: tuple[tuple[str, str], ...]
+    watchlists: tuple[_Watchlist, ...]
+    display: dict[str, str]
+
+
+def fold(text: str) -> tuple[str, list[int] | None]:
+    """Case-folded matching text, and where each of its characters came from (None: same place)."""
+    folded = text.casefold()
+    if len(folded) == len(text):
+        return folded.translate(_FOLD), None
+    pieces, origin = [], []
+    for index, char in enumerate(text):
+        piece = char.casefold()
+        pieces.append(piece)
+        origin.extend([index] * len(piece))
+    return "".join(pieces).translate(_FOLD), origin
+
+
+def _is_word(char: str) -> bool:
+    return char.isalnum() or unicodedata.category(char)[0] == "M"
+
+
+def _parse_term(alias: str, entity: str, loc: tuple[str | int, ...]) -> _Term | str:
+    """A literal or wildcard alias as a `_Term`; a `/regex/` alias as its pattern string."""
+    text = unicodedata.normalize("NFKC", str(alias)).strip()
+    if len(text) > 2 and text.startswith("/") and text.endswith("/"):
+        pattern = text[1:-1]
+        try:
+            re.compile(pattern)
+        except re.error as error:
+            raise WatchlistError(f"alias {alias!r} is not a valid regular expression: {error}",
+                                 loc) from None
+        return pattern
+    left_free, right_free = text.startswith("*"), text.endswith("*")
+    head, *rest = fold(text.strip("*"))[0].split("*")
+    if not head.strip() or any(not part.strip() for part in rest):
+        raise WatchlistError(f"alias {alias!r} is empty or has `**` in it", loc)
+    # A `*` inside an alias ("Северн* Коре*") is checked only where the automaton found its head.
+    tail = None
+    if rest:
+        tail = re.compile("".join(r"\w*" + re.escape(part) for part in rest))
+    last = (rest or [head])[-1]
+    return _Term(
+        key=head, alias=str(alias), entity=entity, tail=tail,
+        left_free=left_free or not _is_word(head[0]) or bool(_SPACELESS.match(head[0])),
+        right_free=right_free or not _is_word(last[-1]) or bool(_SPACELESS.match(last[-1])),
+    )
+
+
+def _flatten(aliases: EntityAliases) -> list[str]:
+    if isinstance(aliases, dict):
+        return [alias for group in aliases.values() for alias in group]
+    return list(aliases)
+
+
+class _Builder:
+    """Collects terms and regexes while watchlists compile."""
+
+    def __init__(self) -> None:
+        self.terms: list[_Term] = []
+        self.regexes: list[tuple[str, str, str]] = []
+        self.display: dict[str, str] = {}
+
+    def add_entity(self, entity: str, name: str, aliases: Iterable[str],
+                   loc: tuple[str | int, ...]) -> None:
+        self.display[entity] = name
+        count = 0
+        for index, alias in enumerate(aliases):
+            parsed = _parse_term(alias, entity, (*loc, index))
+            if isinstance(parsed, str):
+                self.regexes.append((parsed, str(alias), entity))
+            else:
+                self.terms.append(parsed)
+            count += 1
+        if not count:
+            raise WatchlistError(f"entity {name!r} has no aliases", loc)
+
+    def build(self, watchlists: tuple[_Watchlist, ...]) -> Watchlists:
+        automaton = ahocorasick.Automaton(ahocorasick.STORE_ANY)
+        for index, term in enumerate(self.terms):
+            if automaton.exists(term.key):
+                automaton.get(term.key).append(index)
+            else:
+                automaton.add_word(term.key, [index])
+        if self.terms:
+            automaton.make_automaton()
+        regex = None
+        if self.regexes:
+            regex = re.compile("|".join(f"(?P<r{i}>{p})" for i, (p, _, _) in
+                                        enumerate(self.regexes)), re.IGNORECASE)
+        return Watchlists(automaton if self.terms else None, regex, tuple(self.terms),
+                          tuple((alias, entity) for _, alias, entity in self.regexes),
+                          watchlists, self.display)
+
+
+def _resolve(names: Sequence[str], local: dict[str, str], known: dict[str, str],
+             loc: tuple[str | int, ...]) -> tuple[str, ...]:
+    resolved = []
+    for index, name in enumerate(names):
+        entity = local.get(name) or known.get(name)
+        if entity is None:
+            close = difflib.get_close_matches(name, [*local, *known], n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise WatchlistError(f"unknown entity {name!r}{hint}", (*loc, index))
+        resolved.append(entity)
+    return tuple(resolved)
+
+
+def _compile_watchlist(index: int, spec: WatchlistConfig, builder: _Builder,
+                       known: dict[str, str]) -> _Watchlist:
+    loc: tuple[str | int, ...] = ("watchlists", index)
+    local = {}
+    for name, aliases in spec.entities.items():
+        local[name] = f"{spec.name}/{name}"
+        builder.add_entity(local[name], name, _flatten(aliases), (*loc, "entities", name))
+    ignore = None
+    if spec.ignore:
+        ignore = f"{spec.name}/!ignore"
+        builder.add_entity(ignore, "ignore", spec.ignore, (*loc, "ignore"))
+
+    def rule(number: int, rule: RuleConfig) -> _Rule:
+        here = (*loc, "rules", number)
+        return _Rule(all=_resolve(rule.all, local, known, (*here, "all")),
+                     any=_resolve(rule.any, local, known, (*here, "any")),
+                     none=_resolve(rule.none, local, known, (*here, "none")), within=rule.within)
+
+    return _Watchlist(
+        name=spec.name, tags=spec.tags, priority=spec.priority, fields=frozenset(spec.fields),
+        rules=tuple(rule(n, r) for n, r in enumerate(spec.rules)),
+        none=_resolve(spec.none, local, known, (*loc, "none")), ignore=ignore,
+    )
+
+
+def compile_watchlists(config: Config) -> Watchlists:
+    """Compile all entities and watchlists of `config`; raises `WatchlistError` naming the term."""
+    builder = _Builder()
+    known = {}
+    for name, aliases in config.entities.items():
+        known[name] = name
+        builder.add_entity(name, name, _flatten(aliases), ("entities", name))
+    compiled = tuple(_compile_watchlist(i, w, builder, known)
+                     for i, w in enumerate(config.watchlists))
+    return builder.build(compiled)
+
+
+@dataclass
+class _Text:
+    """An entry's fields joined for one scan, with lazily built position indexes."""
+
+    display: str
+    folded: str
+    origin: list[int] | None
+    field_starts: list[int]
+    field_names: list[str]
+    _words: list[int] | None = None
+    _sentences: list[int] | None = None
+
+    def field_at(self, position: int) -> str:
+        return self.field_names[bisect.bisect_right(self.field_starts, position) - 1]
+
+    def to_display(self, start: int, end: int) -> tuple[int, int]:
+        if self.origin is None:
+            return start, end
+        return self.origin[start], self.origin[end - 1] + 1
+
+    def word_index(self, position: int) -> int:
+        if self._words is None:
+            self._words = [m.start() for m in _WORDS.finditer(self.folded)]
+        return bisect.bisect_right(self._words, position)
+
+    def sentence_index(self, position: int) -> int:
+        if self._sentences is None:
+            self._sentences = [m.start() for m in _SENTENCE_END.finditer(self.folded)]
+        return bisect.bisect_right(self._sentences, position)
+
+
+def _prepare(entry: Entry) -> _Text:
+    parts, starts, names, offset = [], [], [], 0
+    for name in FIELDS:
+        value = unicodedata.normalize("NFKC", entry.text(name))
+        if not value:
+            continue
+        starts.append(offset)
+        names.append(name)
+        parts.append(value)
+        offset += len(value) + len(_FIELD_GAP)
+    display = _FIELD_GAP.join(parts)
+    folded, origin = fold(display)
+    return _Text(display, folded, origin, starts, names)
+
+
+def _on_boundaries(text: str, start: int, end: int, term: _Term) -> bool:
+    if not term.left_free and start > 0 and _is_word(text[start - 1]):
+        return False
+    return term.right_free or end >= len(text) or not _is_word(text[end])
+
+
+def _word_end(text: str, end: int, term: _Term) -> int:
+    """Where the word a `*`-ended alias stopped in really ends, so the highlight covers it."""
+    if not term.right_free or _SPACELESS.match(text[end - 1]):
+        return end
+    while end < len(text) and _is_word(text[end]) and not _SPACELESS.match(text[end]):
+        end += 1
+    return end
+
+
+def _scan(text: _Text, compiled: Watchlists) -> list[tuple[str, str, int, int]]:
+    """(entity, alias, start, end) in folded coordinates for every alias occurrence."""
+    found = []
+    folded = text.folded
+    if compiled.automaton is not None:
+        for last, indexes in compiled.automaton.iter(folded):
+            for index in indexes:
+                term = compiled.terms[index]
+                start, end = last - len(term.key) + 1, last + 1
+                if term.tail is not None:
+                    rest = term.tail.match(folded, end)
+                    if rest is None:
+                        continue
+                    end = rest.end()
+                if _on_boundaries(folded, start, end, term):
+                    found.append((term.entity, term.alias, start, _word_end(folded, end, term)))
+    if compiled.regex is not None:
+        for hit in compiled.regex.finditer(folded):
+            if hit.lastgroup and hit.end() > hit.start():
+                alias, entity = compiled.regex_terms[int(hit.lastgroup[1:])]
+                found.append((entity, alias, hit.start(), hit.end()))
+    return found
+
+
+def _satisfying(hits: Sequence[Hit], rule: _Rule, place: dict[Hit, int],
+                span: int) -> list[Hit] | None:
+    """Hits of one window (places at most `span` apart) that hold the rule, or None."""
+    wanted = [h for h in hits if h.entity in rule.all or h.entity in rule.any]
+    wanted.sort(key=lambda h: place[h])
+    counts: dict[str, int] = {}
+    left = 0
+    for right, hit in enumerate(wanted):
+        counts[hit.entity] = counts.get(hit.entity, 0) + 1
+        while place[hit] - place[wanted[left]] > span:
+            counts[wanted[left].entity] -= 1
+            left += 1
+        present = {e for e, n in counts.items() if n}
+        if all(e in present for e in rule.all) and (
+                not rule.any or any(e in present for e in rule.any)):
+            return wanted[left:right + 1]
+    return None
+
+
+def _holds(rule: _Rule, hits: Sequence[Hit], text: _Text,
+           folded_start: dict[Hit, int]) -> list[Hit] | None:
+    entities = {hit.entity for hit in hits}
+    if any(e in entities for e in rule.none) or not all(e in entities for e in rule.all):
+        return None
+    if rule.any and not any(e in entities for e in rule.any):
+        return None
+    if rule.within is None:
+        return [h for h in hits if h.entity in rule.all or h.entity in rule.any]
+    if rule.within == "sentence":
+        place = {h: text.sentence_index(folded_start[h]) for h in hits}
+        return _satisfying(hits, rule, place, 0)
+    # Fields never share a window: each field's words are numbered far from the others'.
+    place = {h: text.word_index(folded_start[h]) + FIELDS.index(h.field) * 10**7 for h in hits}
+    return _satisfying(hits, rule, place, int(rule.within))
+
+
+def _snippet(text: _Text, hits: Sequence[Hit]) -> tuple[str, str, tuple[tuple[int, int], ...]]:
+    """About `_SNIPPET` characters around the first hit of the richest field, with highlights."""
+    by_field = {f: [h for h in hits if h.field == f] for f in ("summary", "content", "title")}
+    field = max(by_field, key=lambda f: (len({h.entity for h in by_field[f]}), f == "summary"))
+    chosen = sorted(by_field[field], key=lambda h: h.start)
+    field_start = text.field_starts[text.field_names.index(field)]
+    end_of_field = text.display.find(_FIELD_GAP, field_start)
+    body = text.display[field_start:end_of_field if end_of_field >= 0 else None]
+    first = chosen[0].start - field_start
+    begin = max(0, min(first - _SNIPPET // 3, len(body) - _SNIPPET))
+    if begin:
+        space = body.find(" ", begin, first)
+        begin = space + 1 if space >= 0 else begin
+    finish = min(len(body), begin + _SNIPPET)
+    if finish < len(body):
+        space = body.rfind(" ", max(begin, chosen[0].end - field_start), finish)
+        finish = space if space > 0 else finish
+    prefix = "…" if begin else ""
+    spans, last = [], -1
+    for hit in chosen:
+        start, end = hit.start - field_start - begin, hit.end - field_start - begin
+        if start >= last and end <= finish - begin:
+            spans.append((start + len(prefix), end + len(prefix)))
+            last = end
+    suffix = "…" if finish < len(body) else ""
+    return prefix + body[begin:finish] + suffix, field, tuple(spans)
+
+
+def _hits(text: _Text, found: list[tuple[str, str, int, int]]) -> tuple[list[Hit], dict[Hit, int]]:
+    hits, starts = [], {}
+    for entity, alias, start, end in found:
+        display_start, display_end = text.to_display(start, end)
+        hit = Hit(entity, alias, text.display[display_start:display_end],
+                  text.field_at(display_start), display_start, display_end)
+        if hit not in starts:
+            hits.append(hit)
+            starts[hit] = start
+    return hits, starts
+
+
+def _judge(watchlist: _Watchlist, hits: list[Hit], text: _Text, starts: dict[Hit, int],
+           display: dict[str, str]) -> Match | None:
+    ignored = [h for h in hits if h.entity == watchlist.ignore]
+    own = [h for h in hits if h.field in watchlist.fields and h.entity != watchlist.ignore
+           and not any(i.start <= h.start and h.end <= i.end for i in ignored)]
+    if any(h.entity in watchlist.none for h in own):
+        return None
+    for rule in watchlist.rules:
+        held = _holds(rule, own, text, starts)
+        if held:
+            explained = tuple(Hit(display[h.entity], h.alias, h.found, h.field, h.start, h.end)
+                              for h in sorted(held, key=lambda h: h.start))
+            snippet, field, spans = _snippet(text, held)
+            return Match(watchlist.name, watchlist.tags, watchlist.priority, explained,
+                         snippet, field, spans)
+    return None
+
+
+def match_entry(entry: Entry, compiled: Watchlists) -> list[Match]:
+    """Every watchlist that `entry` satisfies, each with the hits and snippet that explain it."""
+    text = _prepare(entry)
+    if not text.display:
+        return []
+    hits, starts = _hits(text, _scan(text, compiled))
+    if not hits:
+        return []
+    matches = (_judge(w, hits, text, starts, compiled.display) for w in compiled.watchlists)
+    return [m for m in matches if m is not None]

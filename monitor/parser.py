@@ -1,0 +1,166 @@
+"""Parsing: feed bytes into typed `Entry` values with plain text and safe links.
+
+feedparser only ever gets an `io.BytesIO`: given a `str` (or bytes that spell a path) it opens
+local files and fetches URLs by itself. A DOCTYPE's internal subset is removed first, because
+entity expansion there costs feedparser's loose parser minutes and gigabytes. JSON Feed, which
+feedparser cannot read, is parsed here. Pure CPU work: the pipeline runs it off the event loop.
+"""
+
+from __future__ import annotations
+
+import html
+import io
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import feedparser
+
+from monitor.models import Entry
+
+MAX_TITLE = 1_000
+MAX_TEXT = 20_000
+MAX_ENTRIES = 1_000
+
+_INTERNAL_SUBSET = re.compile(rb"(<!DOCTYPE[^\[>]*)\[.*?\]\s*>", re.IGNORECASE | re.DOTALL)
+_DROPPED = re.compile(r"<(script|style|noscript)\b.*?</\1\s*>|<!--.*?-->", re.I | re.S)
+_BLOCK = re.compile(r"</?(p|div|br|li|ul|ol|h[1-6]|tr|table|blockquote|section|article)\b[^>]*>",
+                    re.IGNORECASE)
+_TAG = re.compile(r"<[^>]*>")
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_SPACES = re.compile(r"[ \t\r\f\v\u00a0]+")
+_LINES = re.compile(r"\s*\n\s*")
+
+
+@dataclass(frozen=True)
+class ParsedFeed:
+    """Entries of one document, or the reason it is not a feed."""
+
+    entries: list[Entry] = field(default_factory=list)
+    title: str = ""
+    error: str | None = None
+    warning: str | None = None
+
+
+def to_text(markup: str, limit: int = MAX_TEXT) -> str:
+    """Plain text of an HTML fragment: tags gone, entities decoded, spacing tidied."""
+    if "<" in markup:
+        markup = _DROPPED.sub(" ", markup)
+        markup = _BLOCK.sub("\n", markup)
+        markup = _TAG.sub(" ", markup)
+    text = _CONTROL.sub("", html.unescape(markup))
+    text = _LINES.sub("\n", _SPACES.sub(" ", text)).strip()
+    return text[:limit]
+
+
+def safe_link(link: object) -> str | None:
+    """The link if it is an http(s) URL; `javascript:` and the like become None."""
+    if not isinstance(link, str):
+        return None
+    text = link.strip()
+    if re.match(r"^https?://[^\s/?#]+", text, re.IGNORECASE) and len(text) <= 2048:
+        return text
+    return None
+
+
+def _when(value: Any) -> datetime | None:
+    try:
+        return datetime(*value[:6]).replace(tzinfo=UTC) if value else None
+    except (TypeError, ValueError, OverflowError):
+        return None
+
+
+def _iso_when(value: Any) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed.astimezone(UTC) if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _entry_from_feedparser(item: Any, feed_url: str, feed_name: str, language: str | None) -> Entry:
+    summary = to_text(item.get("summary", "") or "")
+    contents = [c.get("value", "") for c in item.get("content", []) or [] if isinstance(c, dict)]
+    content = to_text(" ".join(contents)) if contents else ""
+    # RSS readers often repeat the summary as content: keep one copy so nothing is matched twice.
+    if content == summary or (summary and content.startswith(summary)
+                              and len(content) < 2 * len(summary)):
+        summary, content = content, ""
+    detail = item.get("summary_detail") or {}
+    return Entry(
+        feed_url=feed_url, feed_name=feed_name,
+        guid=(str(item.get("id") or "").strip()[:1000] or None),
+        link=safe_link(item.get("link")),
+        title=to_text(item.get("title", "") or "", MAX_TITLE),
+        summary=summary, content=content,
+        published=_when(item.get("published_parsed") or item.get("updated_parsed")),
+        language=(detail.get("language") or language or None),
+    )
+
+
+def _parse_json_feed(body: bytes, feed_url: str, feed_name: str) -> ParsedFeed:
+    try:
+        document = json.loads(body)
+    except (ValueError, RecursionError) as error:
+        return ParsedFeed(error=f"invalid JSON Feed: {str(error)[:200]}")
+    if not isinstance(document, dict) or not str(document.get("version", "")).startswith(
+            "https://jsonfeed.org/version/"):
+        return ParsedFeed(error="JSON that is not a JSON Feed")
+    items = document.get("items")
+    entries = []
+    for item in items[:MAX_ENTRIES] if isinstance(items, list) else []:
+        if not isinstance(item, dict):
+            continue
+        text = item.get("content_text") or to_text(str(item.get("content_html") or ""))
+        entries.append(Entry(
+            feed_url=feed_url, feed_name=feed_name,
+            guid=str(item.get("id") or "").strip()[:1000] or None,
+            link=safe_link(item.get("url")) or safe_link(item.get("external_url")),
+            title=to_text(str(item.get("title") or ""), MAX_TITLE),
+            summary=to_text(str(item.get("summary") or ""))[:MAX_TEXT],
+            content=str(text)[:MAX_TEXT],
+            published=_iso_when(item.get("date_published") or item.get("date_modified")),
+            language=item.get("language") or document.get("language"),
+        ))
+    return ParsedFeed(entries=entries, title=str(document.get("title") or ""))
+
+
+def _describe_bozo(error: Any) -> str:
+    text = str(error).splitlines()[0] if str(error) else error.__class__.__name__
+    return text[:200]
+
+
+def parse_feed(body: bytes, feed_url: str, feed_name: str = "",
+               headers: Mapping[str, str] | None = None) -> ParsedFeed:
+    """Entries of the feed document `body` (RSS, Atom, RDF or JSON Feed)."""
+    stripped = body.lstrip()
+    if not stripped:
+        return ParsedFeed(error="empty body")
+    if stripped[:1] in (b"{", b"["):
+        return _parse_json_feed(stripped, feed_url, feed_name)
+    body = _INTERNAL_SUBSET.sub(rb"\1>", body)
+    response_headers = {k.lower(): v for k, v in (headers or {}).items()}
+    response_headers.setdefault("content-location", feed_url)
+    try:
+        parsed = feedparser.parse(io.BytesIO(body), response_headers=response_headers,
+                                  sanitize_html=False, resolve_relative_uris=False)
+    except (RecursionError, MemoryError, ValueError) as error:
+        return ParsedFeed(error=f"cannot parse: {error.__class__.__name__}")
+    items = parsed.get("entries", [])[:MAX_ENTRIES]
+    feed_info = parsed.get("feed", {})
+    title = to_text(feed_info.get("title", "") or "", MAX_TITLE)
+    if not items and parsed.get("bozo") and not parsed.get("version"):
+        reason = _describe_bozo(parsed.get("bozo_exception"))
+        looks_html = b"<html" in body[:2048].lower()
+        return ParsedFeed(error=("not a feed: an HTML page" if looks_html
+                                 else f"not a feed: {reason}"))
+    language = feed_info.get("language") or None
+    entries = [_entry_from_feedparser(item, feed_url, feed_name or title, language)
+               for item in items]
+    warning = _describe_bozo(parsed.get("bozo_exception")) if parsed.get("bozo") else None
+    return ParsedFeed(entries=entries, title=title, warning=warning)

@@ -1,0 +1,219 @@
+"""The pipeline: the one place that wires fetch → parse → store → match → notify.
+
+The daemon's scheduler and `monitor run --once` both call `poll` and `deliver_due` from here, so
+they cannot drift apart. `poll` never raises for a feed's own trouble: it records the failure,
+logs one line naming the feed, and returns a `PollReport`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from monitor.config import Config, FeedConfig
+from monitor.fetcher import Fetcher
+from monitor.logs import redact
+from monitor.matcher import Watchlists, compile_watchlists, match_entry
+from monitor.models import Entry, FetchResult, FetchStatus
+from monitor.notifier import Target, render_alert, route, send, targets
+from monitor.parser import parse_feed
+from monitor.store import Draft, Seen, Store
+from monitor.tables import Delivery, FeedRow, utcnow
+
+log = logging.getLogger("monitor")
+FEED_RETRY_BASE = 60.0
+
+
+@dataclass
+class Runtime:
+    """What a poll needs: config, compiled watchlists, store, fetcher and targets."""
+
+    config: Config
+    store: Store
+    fetcher: Fetcher
+    watchlists: Watchlists
+    targets: list[Target]
+
+
+@dataclass(frozen=True)
+class PollReport:
+    """The outcome of polling one feed once."""
+
+    feed: str
+    status: str
+    new: int = 0
+    matched: int = 0
+    queued: int = 0
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class DeliveryReport:
+    """The outcome of one pass over the due outbox rows."""
+
+    sent: int = 0
+    retrying: int = 0
+    expired: int = 0
+
+
+def build_runtime(config: Config, store: Store, fetcher: Fetcher | None = None) -> Runtime:
+    """Compile the watchlists and open what a cycle needs."""
+    store.ensure_feeds(config.feeds)
+    return Runtime(config=config, store=store, fetcher=fetcher or Fetcher(config.poll),
+                   watchlists=compile_watchlists(config), targets=targets(config))
+
+
+def retry_at(failures: int, base: float, cap: float) -> datetime:
+    """Capped exponential backoff with ±20 % jitter after `failures` failures in a row."""
+    delay = min(cap, base * 2 ** max(0, failures - 1))
+    return utcnow() + timedelta(seconds=delay * random.uniform(0.8, 1.2))  # noqa: S311
+
+
+def _eligible(entry: Entry, first_poll: bool, config: Config, now: datetime) -> bool:
+    """Whether a new entry may alert: not older than max age, and on a feed's first poll only
+    the entries inside the backfill window (so adding a feed neither floods nor drops news).
+    """
+    if entry.published is None:  # undated: cannot tell old from new, so it counts as new
+        return True
+    age = (now - entry.published).total_seconds()
+    return age <= config.poll.max_age and (not first_poll or age <= config.poll.backfill)
+
+
+def _judge(rt: Runtime, entries: Sequence[Entry], first_poll: bool) -> list[Seen]:
+    now, items = datetime.now(UTC), []
+    for entry in entries:
+        matches = match_entry(entry, rt.watchlists)
+        drafts: list[Draft] = []
+        if matches and _eligible(entry, first_poll, rt.config, now):
+            title, body = render_alert(entry, matches)
+            tags = {tag for m in matches for tag in m.tags} | set(_feed_tags(rt, entry))
+            drafts = [Draft(t.id, t.label, title, body) for t in route(rt.targets, tags)]
+        items.append(Seen(entry, matches, drafts))
+    return items
+
+
+def _feed_tags(rt: Runtime, entry: Entry) -> tuple[str, ...]:
+    feed = next((f for f in rt.config.feeds if f.url == entry.feed_url), None)
+    return feed.tags if feed else ()
+
+
+def _fail(rt: Runtime, feed: FeedConfig, row: FeedRow, fetch: FetchResult) -> PollReport:
+    assert row.id is not None
+    failures = row.consecutive_failures + 1
+    when = retry_at(failures, FEED_RETRY_BASE, max(rt.config.poll.interval, FEED_RETRY_BASE))
+    if fetch.retry_after:
+        when = max(when, utcnow() + timedelta(seconds=min(fetch.retry_after, 86400)))
+    rt.store.record_failure(row.id, fetch, when)
+    first = " (started failing)" if failures == 1 else ""
+    log.warning("feed %s failed%s, %d in a row: %s", feed.title, first, failures, fetch.error)
+    return PollReport(feed.title, "error", error=fetch.error)
+
+
+async def poll(feed: FeedConfig, rt: Runtime, force: bool = False) -> PollReport:
+    """Fetch, parse, dedupe, match and record one feed; alerts are queued, not sent."""
+    row = rt.store.feed(feed.url)
+    assert row.id is not None
+    if not force and row.next_poll_at and row.next_poll_at > utcnow():
+        return PollReport(feed.title, "backing off", error=row.last_error)
+    fetch = await rt.fetcher.fetch(feed.url, row.etag, row.last_modified)
+    if fetch.status is FetchStatus.ERROR:
+        return _fail(rt, feed, row, fetch)
+    if row.consecutive_failures:
+        log.info("feed %s recovered after %d failures", feed.title, row.consecutive_failures)
+    body_hash = hashlib.sha256(fetch.body).hexdigest() if fetch.status is FetchStatus.OK else None
+    if fetch.status is FetchStatus.NOT_MODIFIED or body_hash == row.body_hash:
+        rt.store.record_poll(row.id, fetch, row.body_hash, [])
+        log.debug("feed %s unchanged", feed.title)
+        return PollReport(feed.title, "unchanged")
+    parsed = await asyncio.to_thread(parse_feed, fetch.body, feed.url, feed.name or "",
+                                     fetch.headers)
+    if parsed.error:
+        return _fail(rt, feed, row, FetchResult(url=feed.url, status=FetchStatus.ERROR,
+                                               http_status=fetch.http_status, error=parsed.error))
+    new = rt.store.unseen(row.id, parsed.entries)
+    items = _judge(rt, new, first_poll=row.last_success_at is None)
+    queued = rt.store.record_poll(row.id, fetch, body_hash, items)
+    matched = sum(1 for item in items if item.matches)
+    log.info("feed %s: %d entries, %d new, %d matched, %d alerts queued", feed.title,
+             len(parsed.entries), len(new), matched, queued)
+    return PollReport(feed.title, "ok", new=len(new), matched=matched, queued=queued)
+
+
+async def _deliver_one(rt: Runtime, delivery: Delivery) -> str:
+    assert delivery.id is not None
+    target = next((t for t in rt.targets if t.id == delivery.target), None)
+    if target is None:
+        outcome_error = "target is no longer configured"
+    else:
+        outcome = await send(target, delivery.title, delivery.body, rt.config.delivery.timeout)
+        if outcome.ok:
+            rt.store.mark_sent(delivery.id)
+            log.info("alert %d sent to %s: %s", delivery.id, target.label, delivery.title)
+            return "sent"
+        outcome_error = redact(outcome.error or "failed")
+    delivery_config = rt.config.delivery
+    age = (utcnow() - delivery.created_at).total_seconds()
+    name = target.label if target else delivery.target_name
+    if age >= delivery_config.expire_after:
+        rt.store.mark_failed(delivery.id, outcome_error, None)
+        log.error("alert %d to %s expired after %d attempts over %.0f h, not sent: %s (%s)",
+                  delivery.id, name, delivery.attempts + 1, age / 3600, delivery.title,
+                  outcome_error)
+        return "expired"
+    when = retry_at(delivery.attempts + 1, delivery_config.retry_base, delivery_config.retry_max)
+    rt.store.mark_failed(delivery.id, outcome_error, when)
+    log.warning("alert %d to %s failed (attempt %d), retrying at %s UTC: %s", delivery.id, name,
+                delivery.attempts + 1, when.strftime("%H:%M:%S"), outcome_error)
+    return "retrying"
+
+
+async def _drain(rt: Runtime, rows: Sequence[Delivery]) -> list[str]:
+    """One target's due rows in order; after a failure the rest wait for the next pass."""
+    outcomes = []
+    for delivery in rows:
+        outcomes.append(await _deliver_one(rt, delivery))
+        if outcomes[-1] != "sent":
+            break
+    return outcomes
+
+
+async def deliver_due(rt: Runtime, batch: int = 500) -> DeliveryReport:
+    """Send due outbox rows, targets in parallel and each target's rows in order.
+
+    A failure is retried later with backoff, never dropped; a row past `expire_after` is marked
+    expired and logged as an error.
+    """
+    counts = {"sent": 0, "retrying": 0, "expired": 0}
+    while True:
+        due = rt.store.due_deliveries(limit=batch)
+        by_target: dict[str, list[Delivery]] = {}
+        for delivery in due:
+            by_target.setdefault(delivery.target, []).append(delivery)
+        passes = await asyncio.gather(*(_drain(rt, rows) for rows in by_target.values()))
+        sent_before = counts["sent"]
+        for outcome in (o for outcomes in passes for o in outcomes):
+            counts[outcome] += 1
+        if len(due) < batch or counts["sent"] == sent_before:
+            return DeliveryReport(**counts)
+
+
+async def poll_all(rt: Runtime, force: bool = False) -> list[PollReport]:
+    """Poll every configured feed concurrently (the fetcher bounds concurrency)."""
+    results = await asyncio.gather(*(poll(f, rt, force) for f in rt.config.feeds),
+                                   return_exceptions=True)
+    reports = []
+    for feed, result in zip(rt.config.feeds, results, strict=True):
+        if not isinstance(result, BaseException):
+            reports.append(result)
+            continue
+        if not isinstance(result, Exception):
+            raise result
+        log.error("feed %s: internal error (a bug; please report it): %r", feed.title, result)
+        log.debug("traceback", exc_info=result)
+        reports.append(PollReport(feed.title, "error", error=f"internal error: {result!r}"))
+    return reports

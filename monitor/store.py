@@ -1,0 +1,283 @@
+"""The store: what has been seen, what must be sent, and how each feed is doing.
+
+Every write is one short transaction. On SQLite the connection runs in WAL mode with
+`synchronous=FULL` (a commit survives a power cut, not just a crash) and every transaction starts
+with `BEGIN IMMEDIATE`, because two writers that read first and then write otherwise fail with
+"database is locked" despite `busy_timeout`. Entries, their story keys and their outbox rows are
+written in the same transaction, so an alert is queued exactly when its entry is marked seen.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, event, func, insert, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlmodel import Session, SQLModel, col, create_engine, select
+
+from monitor.config import FeedConfig
+from monitor.dedupe import entry_key, story_keys
+from monitor.models import Entry, FetchResult, FetchStatus, Match
+from monitor.tables import (
+    SCHEMA_VERSION,
+    Delivery,
+    DeliveryStatus,
+    EntryRow,
+    FeedRow,
+    Meta,
+    StoryKey,
+    utcnow,
+)
+
+_IN_BATCH = 500
+
+
+class StoreError(Exception):
+    """The database cannot be used (unreachable, unwritable, or from a newer monitor)."""
+
+
+@dataclass(frozen=True)
+class Draft:
+    """An alert ready to queue for one target."""
+
+    target: str
+    target_name: str
+    title: str
+    body: str
+
+
+@dataclass(frozen=True)
+class Seen:
+    """A new entry to record; `drafts` are queued only if its story was not alerted before."""
+
+    entry: Entry
+    matches: list[Match] = field(default_factory=list)
+    drafts: list[Draft] = field(default_factory=list)
+
+
+def _sqlite_pragmas(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # we issue BEGIN ourselves, below
+        cursor = dbapi_connection.cursor()
+        for pragma in ("journal_mode=WAL", "synchronous=FULL", "busy_timeout=30000",
+                       "foreign_keys=ON"):
+            cursor.execute(f"PRAGMA {pragma}")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(connection: Any) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _make_engine(url: str) -> Engine:
+    try:
+        if url.startswith("sqlite"):
+            path = url.split("///", 1)[1] if "///" in url else ""
+            if path and path != ":memory:":
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+            engine = create_engine(url, connect_args={"timeout": 30})
+            _sqlite_pragmas(engine)
+            return engine
+        return create_engine(url, pool_pre_ping=True)
+    except (ArgumentError, ImportError, OSError, ValueError) as error:
+        raise StoreError(f"cannot use database {_safe_url(url)}: {error}") from None
+
+
+def _safe_url(url: str) -> str:
+    """The database URL without its password."""
+    head, sep, tail = url.partition("@")
+    if not sep or "://" not in head:
+        return url
+    scheme, _, credentials = head.partition("://")
+    return f"{scheme}://{credentials.split(':')[0]}:***@{tail}"
+
+
+class Store:
+    """All database access of the daemon and the CLI."""
+
+    def __init__(self, url: str):
+        self.url = url
+        self.engine = _make_engine(url)
+        try:
+            SQLModel.metadata.create_all(self.engine)
+            self._check_schema()
+        except SQLAlchemyError as error:
+            raise StoreError(f"cannot use database {_safe_url(url)}: "
+                             f"{error.__class__.__name__}: {getattr(error, 'orig', error)}"
+                             ) from None
+
+    def close(self) -> None:
+        """Release every pooled connection."""
+        self.engine.dispose()
+
+    @contextmanager
+    def transaction(self) -> Iterator[Session]:
+        """One transaction: committed on success, rolled back on any error."""
+        with Session(self.engine, expire_on_commit=False) as session, session.begin():
+            yield session
+
+    def _check_schema(self) -> None:
+        with self.transaction() as session:
+            row = session.get(Meta, "schema_version")
+            if row is None:
+                session.add(Meta(key="schema_version", value=str(SCHEMA_VERSION)))
+            elif int(row.value) > SCHEMA_VERSION:
+                raise StoreError(f"database schema v{row.value} is newer than this monitor "
+                                 f"(v{SCHEMA_VERSION}): upgrade monitor")
+
+    def schema_version(self) -> int:
+        """The schema version recorded in the database."""
+        with self.transaction() as session:
+            row = session.get(Meta, "schema_version")
+            return int(row.value) if row else 0
+
+    # Feeds -------------------------------------------------------------------------------
+
+    def ensure_feeds(self, feeds: Sequence[FeedConfig]) -> None:
+        """Create a row for each configured feed that has none; keep names current."""
+        with self.transaction() as session:
+            rows = {r.url: r for r in session.exec(select(FeedRow))}
+            for feed in feeds:
+                row = rows.get(feed.url)
+                if row is None:
+                    session.add(FeedRow(url=feed.url, name=feed.title))
+                elif row.name != feed.title:
+                    row.name = feed.title
+
+    def feed(self, url: str) -> FeedRow:
+        """The state row of a configured feed."""
+        with self.transaction() as session:
+            row = session.exec(select(FeedRow).where(FeedRow.url == url)).first()
+            if row is None:
+                raise KeyError(url)
+            return row
+
+    def feeds(self) -> list[FeedRow]:
+        """Every feed row, by name."""
+        with self.transaction() as session:
+            return list(session.exec(select(FeedRow).order_by(col(FeedRow.name))))
+
+    def unseen(self, feed_id: int, entries: Sequence[Entry]) -> list[Entry]:
+        """The entries whose key this feed has not recorded yet, first occurrence only."""
+        keyed: dict[str, Entry] = {}
+        for entry in entries:
+            keyed.setdefault(entry_key(entry), entry)
+        keys = list(keyed)
+        seen: set[str] = set()
+        with self.transaction() as session:
+            for start in range(0, len(keys), _IN_BATCH):
+                batch = keys[start:start + _IN_BATCH]
+                seen.update(session.exec(select(EntryRow.key).where(
+                    EntryRow.feed_id == feed_id, col(EntryRow.key).in_(batch))))
+        return [entry for key, entry in keyed.items() if key not in seen]
+
+    def record_poll(self, feed_id: int, fetch: FetchResult, body_hash: str | None,
+                    items: Sequence[Seen]) -> int:
+        """Record a successful poll and its new entries; returns how many alerts were queued."""
+        now, queued = utcnow(), 0
+        with self.transaction() as session:
+            for item in items:
+                queued += self._record_entry(session, feed_id, item, now)
+            values: dict[str, Any] = {
+                "last_poll_at": now, "last_success_at": now, "last_status": fetch.status.value,
+                "http_status": fetch.http_status, "consecutive_failures": 0, "last_error": None,
+                "next_poll_at": None, "entries_seen": FeedRow.entries_seen + len(items),
+            }
+            if fetch.status is FetchStatus.OK:
+                values.update(etag=fetch.etag, last_modified=fetch.last_modified,
+                              body_hash=body_hash)
+            if items:
+                values["last_new_entry_at"] = now
+            session.execute(update(FeedRow).where(col(FeedRow.id) == feed_id).values(**values))
+        return queued
+
+    def _record_entry(self, session: Session, feed_id: int, item: Seen, now: datetime) -> int:
+        entry = item.entry
+        row = EntryRow(feed_id=feed_id, key=entry_key(entry), guid=entry.guid, link=entry.link,
+                       title=entry.title[:2000], published=entry.published, seen_at=now,
+                       matched=json.dumps([m.watchlist for m in item.matches]))
+        session.add(row)
+        session.flush()
+        if not item.matches:
+            return 0
+        assert row.id is not None
+        fresh = all([self._claim(session, key, row.id) for key in story_keys(entry)])
+        if not fresh or not item.drafts:
+            return 0
+        row.alerted = True
+        watchlists = ",".join(m.watchlist for m in item.matches)
+        for draft in item.drafts:
+            session.add(Delivery(entry_id=row.id, target=draft.target,
+                                 target_name=draft.target_name, watchlists=watchlists,
+                                 title=draft.title, body=draft.body, created_at=now,
+                                 next_attempt_at=now))
+        return len(item.drafts)
+
+    def _claim(self, session: Session, key: str, entry_id: int) -> bool:
+        """Insert a story key unless it exists; True when this entry is the first to claim it."""
+        dialect = session.get_bind().dialect.name
+        builder = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}.get(dialect)
+        values = {"key": key, "entry_id": entry_id, "created_at": utcnow()}
+        if builder is None:
+            if session.get(StoryKey, key) is not None:
+                return False
+            session.execute(insert(StoryKey).values(**values))
+            return True
+        statement = builder(StoryKey).values(**values).on_conflict_do_nothing()  # type: ignore[attr-defined]
+        result: Any = session.execute(statement)
+        return bool(result.rowcount)
+
+    def record_failure(self, feed_id: int, fetch: FetchResult, retry_at: datetime) -> int:
+        """Record a failed poll; returns the feed's consecutive failures so far."""
+        with self.transaction() as session:
+            row = session.get(FeedRow, feed_id)
+            assert row is not None
+            row.last_poll_at = utcnow()
+            row.last_status = fetch.status.value
+            row.http_status = fetch.http_status
+            row.consecutive_failures += 1
+            row.last_error = fetch.error
+            row.next_poll_at = retry_at
+            return row.consecutive_failures
+
+    # Outbox ------------------------------------------------------------------------------
+
+    def due_deliveries(self, limit: int = 100) -> list[Delivery]:
+        """Pending deliveries whose next attempt is due, oldest first."""
+        with self.transaction() as session:
+            return list(session.exec(
+                select(Delivery)
+                .where(Delivery.status == DeliveryStatus.PENDING,
+                       col(Delivery.next_attempt_at) <= utcnow())
+                .order_by(col(Delivery.id)).limit(limit)))
+
+    def mark_sent(self, delivery_id: int) -> None:
+        """The target accepted the alert."""
+        with self.transaction() as session:
+            session.execute(update(Delivery).where(col(Delivery.id) == delivery_id).values(
+                status=DeliveryStatus.SENT, sent_at=utcnow(), attempts=Delivery.attempts + 1,
+                last_error=None))
+
+    def mark_failed(self, delivery_id: int, error: str, retry_at: datetime | None) -> None:
+        """The attempt failed: try again at `retry_at`, or give up (expired) when it is None."""
+        status = DeliveryStatus.PENDING if retry_at else DeliveryStatus.EXPIRED
+        with self.transaction() as session:
+            session.execute(update(Delivery).where(col(Delivery.id) == delivery_id).values(
+                status=status, attempts=Delivery.attempts + 1, last_error=error[:2000],
+                next_attempt_at=retry_at or utcnow()))
+
+    def outbox_counts(self) -> dict[str, int]:
+        """How many deliveries are in each state."""
+        with self.transaction() as session:
+            rows = session.exec(select(Delivery.status, func.count()).group_by(Delivery.status))
+            counts = {status.value: 0 for status in DeliveryStatus}
+            counts.update({str(status): int(n) for status, n in rows})
+            return counts

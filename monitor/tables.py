@@ -1,0 +1,103 @@
+"""The database schema: SQLModel tables for feeds, entries, story keys and the outbox.
+
+Datetimes are time-zone aware UTC in Python; SQLModel's UTC type stores them on every backend.
+Bump `SCHEMA_VERSION` and add a step to `store._MIGRATIONS` when a table changes.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+
+from sqlalchemy import Column, Index, Text, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+SCHEMA_VERSION = 1
+
+
+def utcnow() -> datetime:
+    """Now, in UTC."""
+    return datetime.now(UTC)
+
+
+class DeliveryStatus(StrEnum):
+    """Where an outbox row stands."""
+
+    PENDING = "pending"
+    SENT = "sent"
+    EXPIRED = "expired"
+
+
+class Meta(SQLModel, table=True):
+    """Key/value facts about the database itself, such as the schema version."""
+
+    __tablename__ = "meta"
+    key: str = Field(primary_key=True, max_length=64)
+    value: str = Field(max_length=256)
+
+
+class FeedRow(SQLModel, table=True):
+    """A feed's polling state: validators, outcome of the last poll, failures."""
+
+    __tablename__ = "feeds"
+    id: int | None = Field(default=None, primary_key=True)
+    url: str = Field(unique=True, max_length=2048)
+    name: str = Field(default="", max_length=512)
+    etag: str | None = Field(default=None, max_length=1024)
+    last_modified: str | None = Field(default=None, max_length=256)
+    body_hash: str | None = Field(default=None, max_length=64)
+    last_poll_at: datetime | None = None
+    last_success_at: datetime | None = None
+    last_status: str | None = Field(default=None, max_length=32)
+    http_status: int | None = None
+    consecutive_failures: int = 0
+    last_error: str | None = Field(default=None, sa_column=Column(Text))
+    next_poll_at: datetime | None = None
+    last_new_entry_at: datetime | None = None
+    entries_seen: int = 0
+
+
+class EntryRow(SQLModel, table=True):
+    """An entry seen in a feed, whether or not it matched."""
+
+    __tablename__ = "entries"
+    __table_args__ = (UniqueConstraint("feed_id", "key", name="uq_entries_feed_key"),)
+    id: int | None = Field(default=None, primary_key=True)
+    feed_id: int = Field(foreign_key="feeds.id", index=True)
+    key: str = Field(max_length=520)
+    guid: str | None = Field(default=None, sa_column=Column(Text))
+    link: str | None = Field(default=None, sa_column=Column(Text))
+    title: str = Field(default="", sa_column=Column(Text))
+    published: datetime | None = None
+    seen_at: datetime = Field(default_factory=utcnow, index=True)
+    matched: str = Field(default="", max_length=1024)
+    alerted: bool = False
+
+
+class StoryKey(SQLModel, table=True):
+    """A cross-feed key of a story; unique, so the first entry to claim it is the one alerted."""
+
+    __tablename__ = "story_keys"
+    key: str = Field(primary_key=True, max_length=520)
+    entry_id: int = Field(foreign_key="entries.id")
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Delivery(SQLModel, table=True):
+    """One alert for one target, written with its entry and sent after the commit."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (Index("ix_outbox_due", "status", "next_attempt_at"),)
+    id: int | None = Field(default=None, primary_key=True)
+    entry_id: int = Field(foreign_key="entries.id", index=True)
+    target: str = Field(max_length=64)
+    target_name: str = Field(default="", max_length=256)
+    watchlists: str = Field(default="", max_length=1024)
+    title: str = Field(default="", sa_column=Column(Text))
+    body: str = Field(default="", sa_column=Column(Text))
+    status: DeliveryStatus = Field(default=DeliveryStatus.PENDING, max_length=16)
+    attempts: int = 0
+    created_at: datetime = Field(default_factory=utcnow)
+    next_attempt_at: datetime = Field(default_factory=utcnow)
+    sent_at: datetime | None = None
+    last_error: str | None = Field(default=None, sa_column=Column(Text))

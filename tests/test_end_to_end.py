@@ -1,0 +1,150 @@
+"""End to end: local feeds over real HTTP, real SQLite, real Apprise into local endpoints."""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from monitor.cli import main
+from tests.conftest import FeedServer, Sink, render_feed, write_config
+
+GOLDEN = {
+    "/english.xml": "english.xml",
+    "/wire.xml": "wire.xml",
+    "/russian.xml": "russian.xml",
+    "/korean.atom": "korean.atom",
+    "/indonesian.xml": "indonesian.xml",
+}
+EXPECTED = [
+    "pact in Pyongyang",  # carried by two feeds: whichever is polled first alerts
+    "North Korean troops deployed to Kursk",
+    "Лавров прибыл в Пхеньян",
+    "북한, 러시아와 군사협력 강화",
+    "Rusia meratifikasi perjanjian bantuan militer",
+]
+NOT_EXPECTED = ["DPR leader", "naengmyeon", "Choe Son Hui", "Пушилин", "평양냉면", "tahanan"]
+
+
+def _serve_golden(server: FeedServer) -> list[dict[str, str]]:
+    return [{"url": server.serve(path, render_feed(name)), "name": name}
+            for path, name in GOLDEN.items()]
+
+
+def _alerted(sink: Sink, fragment: str) -> int:
+    return sum(fragment in title for title in sink.titles())
+
+
+@pytest.fixture
+def setup(tmp_path: Path, feed_server: FeedServer, sink: Sink) -> Path:
+    return write_config(tmp_path, _serve_golden(feed_server), [{"url": sink.url}],
+                        delivery={"retry_base": "0.05s", "retry_max": "0.1s"})
+
+
+def test_each_matching_story_alerts_exactly_once(setup: Path, sink: Sink) -> None:
+    """One run alerts each matching story once (across two feeds too) and no trap story."""
+    assert main(["--config", str(setup), "run", "--once"]) == 0
+    for fragment in EXPECTED:
+        assert _alerted(sink, fragment) == 1, (fragment, sink.titles())
+    for fragment in NOT_EXPECTED:
+        assert _alerted(sink, fragment) == 0, (fragment, sink.titles())
+    assert len(sink.received) == len(EXPECTED)
+
+
+def test_second_run_alerts_nothing_and_new_item_alerts_next(
+        setup: Path, sink: Sink, feed_server: FeedServer) -> None:
+    """A second run is silent; an item added to a feed is alerted on the next run, alone."""
+    assert main(["--config", str(setup), "run", "--once"]) == 0
+    assert main(["--config", str(setup), "run", "--once"]) == 0
+    assert len(sink.received) == len(EXPECTED)
+    new_item = """<item>
+      <title>КНДР и Россия открыли мост через Туманную</title>
+      <link>https://ru.example.com/economy/bridge</link>
+      <description>Автомобильный мост соединил Хасан и Туманган.</description>
+    </item>
+    <item>"""
+    body = render_feed("russian.xml").replace(b"<item>", new_item.encode(), 1)
+    feed_server.serve("/russian.xml", body)
+    assert main(["--config", str(setup), "run", "--once"]) == 0
+    assert len(sink.received) == len(EXPECTED) + 1
+    assert "КНДР и Россия открыли мост" in sink.titles()[-1]
+
+
+def test_alert_carries_source_terms_snippet_and_link(setup: Path, sink: Sink) -> None:
+    """An alert names its source, the matched terms, shows a snippet and the link verbatim."""
+    main(["--config", str(setup), "run", "--once"])
+    body = next(m["message"] for m in sink.received if "Лавров" in m["title"])
+    assert "russian.xml" in body
+    assert "Matched russia-dprk" in body and "Лавров" in body and "Пхеньян" in body
+    assert "**Лавров**" in body
+    assert "https://ru.example.com/politics/lavrov-pyongyang" in body
+
+
+def test_target_down_gets_the_alert_later_even_after_the_item_left_its_feed(
+        setup: Path, sink: Sink, feed_server: FeedServer) -> None:
+    """Alerts queued while the target is down are delivered once it is back, exactly once."""
+    sink.failing = True
+    assert main(["--config", str(setup), "run", "--once"]) == 0
+    assert sink.received == []
+    for path in GOLDEN:
+        feed_server.serve(path, b'<?xml version="1.0"?><rss version="2.0"><channel>'
+                                b"<title>empty</title></channel></rss>")
+    sink.failing = False
+    import time
+    time.sleep(0.3)  # past the (test-sized) retry backoff
+    assert main(["--config", str(setup), "run", "--once"]) == 0
+    assert sorted(sink.titles()) == sorted(set(sink.titles()))
+    assert len(sink.received) == len(EXPECTED)
+
+
+def test_email_target_receives_html_alert(tmp_path: Path, feed_server: FeedServer,
+                                          smtp: tuple[object, int]) -> None:
+    """A mailto:// target gets the alert as an email with an HTML part."""
+    mailbox, port = smtp
+    feeds = [{"url": feed_server.serve("/ru.xml", render_feed("russian.xml"))}]
+    url = f"mailto://127.0.0.1:{port}?from=monitor@example.org&to=desk@example.org&mode=insecure"
+    config = write_config(tmp_path, feeds, [{"url": url, "name": "desk"}])
+    assert main(["--config", str(config), "run", "--once"]) == 0
+    messages = mailbox.messages  # type: ignore[attr-defined]
+    assert len(messages) == 1
+    assert "Лавров" in str(messages[0]["Subject"]) or "=?utf-8?" in str(messages[0]["Subject"])
+    html = [p for p in messages[0].walk() if p.get_content_type() == "text/html"]
+    assert html and "<strong>" in html[0].get_payload(decode=True).decode()
+
+
+def test_no_notify_prints_alerts_to_the_console(
+        tmp_path: Path, feed_server: FeedServer, capsys: pytest.CaptureFixture[str]) -> None:
+    """Without a notify entry the alert goes through Apprise's console target to stdout."""
+    feeds = [{"url": feed_server.serve("/id.xml", render_feed("indonesian.xml"))}]
+    config = write_config(tmp_path, feeds, [])
+    assert main(["--config", str(config), "run", "--once"]) == 0
+    out = capsys.readouterr().out
+    assert "Rusia meratifikasi" in out
+    assert "https://id.example.co.id/dunia/rusia-ratifikasi-perjanjian" in out
+
+
+def test_unreachable_feeds_are_reported_and_the_cycle_still_exits_zero(
+        tmp_path: Path, sink: Sink, capsys: pytest.CaptureFixture[str]) -> None:
+    """A run over feeds that cannot be reached exits 0, logs each, and status shows them."""
+    feeds = [{"url": "http://127.0.0.1:9/nothing.xml", "name": "closed port"}]
+    config = write_config(tmp_path, feeds, [{"url": sink.url}])
+    assert main(["--config", str(config), "run", "--once"]) == 0
+    assert "closed port" in capsys.readouterr().err
+    assert main(["--config", str(config), "status"]) == 0
+    out = capsys.readouterr().out
+    assert "closed port" in out and "cannot connect" in out
+    rows = sqlite3.connect(tmp_path / "monitor.db").execute(
+        "select consecutive_failures from feeds").fetchall()
+    assert rows == [(1,)]
+
+
+def test_installed_command_runs_once_in_a_subprocess(setup: Path, sink: Sink) -> None:
+    """`python -m monitor --config C run --once` works as a separate process."""
+    done = subprocess.run([sys.executable, "-m", "monitor", "--config", str(setup), "run",
+                           "--once"], capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr
+    assert len(sink.received) == len(EXPECTED)
