@@ -26,6 +26,7 @@ from pydantic import (
 )
 
 DEFAULT_CONFIG = "config.yaml"
+MAX_CONFIG_VALUES = 200_000
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
 _DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, None: 1}
@@ -234,6 +235,19 @@ def _child(node: yaml.Node, part: str | int) -> yaml.Node | None:
     return None
 
 
+def _size(value: Any, budget: int = 0) -> int:
+    """How many values the YAML holds once aliases are expanded; stops counting past the cap."""
+    stack, seen = [value], budget
+    while stack and seen <= MAX_CONFIG_VALUES:
+        item = stack.pop()
+        seen += 1
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return seen
+
+
 def _interpolate(value: Any, path: str, key: str = "") -> Any:
     if isinstance(value, str):
         def substitute(found: re.Match[str]) -> str:
@@ -272,9 +286,14 @@ def _known_fields(loc: tuple[str | int, ...]) -> list[str]:
     return list(model.model_fields) if model else []
 
 
+def _is_type_tag(part: str | int) -> bool:
+    """Pydantic puts union member names such as `tuple[str, ...]` or `int` into error paths."""
+    return isinstance(part, str) and ("[" in part or part.startswith("function-")
+                                      or part in ("int", "str", "float", "bool"))
+
+
 def _explain(error: Mapping[str, Any]) -> tuple[tuple[str | int, ...], str]:
-    loc = tuple(p for p in error["loc"] if not (isinstance(p, str) and p.startswith(("tuple[",
-                "dict[", "literal[", "function-", "int", "union["))))
+    loc = tuple(p for p in error["loc"] if not _is_type_tag(p))
     if error["type"] == "extra_forbidden":
         known = [k for k in _known_fields(loc) if k != "path"]
         close = difflib.get_close_matches(str(loc[-1]), known, n=1)
@@ -324,11 +343,14 @@ def parse_config(text: str, path: Path | str = "<config>") -> Config:
         raise ConfigError(path, "the top level must be a mapping of keys (feeds, notify, …)",
                           line=1)
     located = _Located(root)
+    if _size(raw) > MAX_CONFIG_VALUES:
+        raise ConfigError(path, f"more than {MAX_CONFIG_VALUES} values (an alias loop or bomb?)")
     raw = _interpolate(raw, str(path))
     try:
         config = Config.model_validate(raw)
     except ValidationError as errors:
-        first = errors.errors()[0]
+        # An unknown key usually explains a missing one (a typo): report it first.
+        first = min(errors.errors(), key=lambda e: e["type"] != "extra_forbidden")
         loc, message = _explain(first)
         more = len(errors.errors()) - 1
         suffix = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""

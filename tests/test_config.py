@@ -1,0 +1,156 @@
+"""Config: the bundled file is valid, and each broken config gets a clear, located error."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from monitor.cli import main
+from monitor.config import ConfigError, load_config, parse_config, parse_duration, parse_size
+from tests.conftest import ROOT
+
+MINIMAL = """\
+feeds:
+  - url: https://example.org/feed.xml
+watchlists:
+  - name: w
+    entities: {a: [alpha], b: [beta]}
+    rules:
+      - all: [a, b]
+"""
+
+# (config text, expected line, expected key path, words the message must contain)
+BROKEN = [
+    ("feeds: [\n  - url: x\n", 2, "", ["invalid YAML"]),
+    ("- just\n- a list\n", 1, "", ["top level must be a mapping"]),
+    ("feedz: []\n", 1, "feedz", ["unknown key", "did you mean `feeds`"]),
+    ("poll:\n  intervall: 5m\n", 2, "poll.intervall", ["did you mean `interval`"]),
+    ("poll:\n  interval: soon\n", 2, "poll.interval", ["invalid duration 'soon'"]),
+    ("poll:\n  interval: 1s\n", 2, "poll.interval", ["greater than or equal to 10"]),
+    ("poll:\n  max_body: lots\n", 2, "poll.max_body", ["invalid size"]),
+    ("feeds:\n  - name: no url\n", 2, "feeds[0].url", ["required key is missing"]),
+    ("feeds:\n  - url: file:///etc/passwd\n", 2, "feeds[0].url", ["http:// or https://"]),
+    ("feeds:\n  - url: https://a.example/x\n  - url: https://a.example/x\n", 1, "",
+     ["duplicate https://a.example/x"]),
+    ("notify:\n  - url: not-a-url\n", 2, "notify[0].url", ["scheme://"]),
+    ("notify:\n  - url: json://${MONITOR_TEST_UNSET_VAR}/x\n", None, "notify[0].url",
+     ["MONITOR_TEST_UNSET_VAR is not set"]),
+    ("watchlists:\n  - name: w\n    rules: []\n", 3, "watchlists[0].rules", ["at least 1"]),
+    ("watchlists:\n  - name: w\n    rules:\n      - within: 3\n", 4, "watchlists[0].rules[0]",
+     ["needs `all` or `any`"]),
+    ("entities: {russia: [Russia]}\nwatchlists:\n  - name: w\n    rules:\n"
+     "      - all: [rusia]\n", 5, "watchlists[0].rules[0].all[0]",
+     ["unknown entity 'rusia'", "did you mean 'russia'"]),
+    ("entities:\n  bad: ['/(unclosed/']\nwatchlists:\n  - name: w\n    rules:\n"
+     "      - all: [bad]\n", 2, "entities.bad[0]", ["'/(unclosed/'", "regular expression"]),
+    ("entities:\n  empty: ['*']\nwatchlists:\n  - name: w\n    rules:\n      - all: [empty]\n",
+     2, "entities.empty[0]", ["empty"]),
+    ("entities:\n  none: []\nwatchlists:\n  - name: w\n    rules:\n      - all: [none]\n",
+     2, "entities.none", ["no aliases"]),
+    ("watchlists:\n  - name: w\n    priority: urgent\n    entities: {a: [x]}\n    rules:\n"
+     "      - any: [a]\n", 3, "watchlists[0].priority", ["'low', 'normal' or 'high'"]),
+]
+
+
+@pytest.mark.parametrize(("text", "line", "key", "words"), BROKEN)
+def test_broken_config_names_file_line_key_and_problem(
+        text: str, line: int | None, key: str, words: list[str]) -> None:
+    """Each broken config raises ConfigError naming the file, line, key path and the problem."""
+    with pytest.raises(ConfigError) as caught:
+        parse_config(text, "conf.yaml")
+    error = caught.value
+    assert error.path == "conf.yaml"
+    assert error.key == key
+    assert error.line == line
+    for word in words:
+        assert word in str(error), str(error)
+
+
+def test_bundled_config_is_valid_and_has_feeds_in_several_languages() -> None:
+    """The repo's config.yaml loads, has real feeds, and the russia-dprk watchlist."""
+    config = load_config(ROOT / "config.yaml")
+    assert len(config.feeds) >= 5
+    assert all(f.url.startswith("https://") for f in config.feeds)
+    assert [w.name for w in config.watchlists] == ["russia-dprk"]
+    assert config.database.startswith("sqlite:///")
+
+
+def test_env_interpolation_fills_values_and_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`${VAR}` takes the environment's value and `${VAR:-x}` falls back to x."""
+    monkeypatch.setenv("MONITOR_TEST_TOKEN", "s3cr3t-token-123")
+    text = MINIMAL + "notify:\n  - url: tgram://${MONITOR_TEST_TOKEN}/${MONITOR_TEST_CHAT:-42}\n"
+    config = parse_config(text, "conf.yaml")
+    assert config.notify[0].url == "tgram://s3cr3t-token-123/42"
+
+
+def test_durations_and_sizes_accept_units() -> None:
+    """Durations and sizes read the units a person would write."""
+    assert parse_duration("90s") == 90
+    assert parse_duration("15m") == 900
+    assert parse_duration("1.5h") == 5400
+    assert parse_duration(7) == 7
+    assert parse_size("10MB") == 10_000_000
+    assert parse_size("1MiB") == 1_048_576
+    with pytest.raises(ValueError, match="negative|invalid"):
+        parse_duration("-5m")
+
+
+def test_relative_sqlite_path_is_relative_to_the_config(tmp_path: Path) -> None:
+    """`sqlite:///x.db` in a config file means a file beside that config."""
+    path = tmp_path / "c.yaml"
+    path.write_text("database: sqlite:///state/x.db\n" + MINIMAL)
+    assert load_config(path).database == f"sqlite:///{tmp_path / 'state' / 'x.db'}"
+
+
+def test_default_database_goes_to_systemd_state_directory(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With no `database` key, the SQLite file goes to $STATE_DIRECTORY when systemd sets it."""
+    monkeypatch.setenv("STATE_DIRECTORY", str(tmp_path / "state"))
+    path = tmp_path / "c.yaml"
+    path.write_text(MINIMAL)
+    assert load_config(path).database == f"sqlite:///{tmp_path / 'state' / 'monitor.db'}"
+
+
+def test_check_command_on_good_and_broken_configs(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`monitor check` exits 0 on a good config and 2 with a one-line located error otherwise."""
+    good, bad = tmp_path / "good.yaml", tmp_path / "bad.yaml"
+    good.write_text(MINIMAL)
+    bad.write_text(MINIMAL.replace("  - url:", "  - ur1:"))
+    assert main(["--config", str(good), "check"]) == 0
+    assert "OK" in capsys.readouterr().out
+    assert main(["--config", str(bad), "check"]) == 2
+    err = capsys.readouterr().err
+    assert f"{bad}:2: feeds[0].ur1: unknown key (did you mean `url`?)" in err
+    assert main(["--config", str(tmp_path / "missing.yaml"), "check"]) == 2
+    assert "file not found" in capsys.readouterr().err
+
+
+LAUGHS = b"a: &a [x,x,x,x,x,x,x,x,x]\n" + b"".join(
+    b"%c: &%c [" % (c, c) + b",".join([b"*%c" % (c - 1)] * 9) + b"]\n" for c in range(98, 106))
+
+
+@pytest.mark.parametrize("content", [b"\xff\xfe\x00garbage", b"a: [", b"x" * 2_000_000 + b": 1",
+                                     b"&a [" * 10, b"a: &x [*x]", LAUGHS])
+def test_hostile_config_bytes_give_a_clean_error_in_a_subprocess(tmp_path: Path,
+                                                                 content: bytes) -> None:
+    """Binary, truncated, huge and self-referencing YAML all exit 2 with one line, no traceback."""
+    path = tmp_path / "c.yaml"
+    path.write_bytes(content)
+    done = subprocess.run([sys.executable, "-m", "monitor", "--config", str(path), "check"],
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    assert done.stderr.startswith("monitor: config error:")
+    assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_bad_command_line_exits_2_with_usage_hint(capsys: pytest.CaptureFixture[str]) -> None:
+    """An unknown command or option is a usage error (exit 2), not a traceback."""
+    with pytest.raises(SystemExit) as caught:
+        main(["frobnicate"])
+    assert caught.value.code == 2
+    assert "see monitor --help" in capsys.readouterr().err

@@ -1,0 +1,133 @@
+"""Matcher semantics: normalisation, boundaries per script, wildcards, regex, rules, explanation."""
+
+from __future__ import annotations
+
+import pytest
+
+from monitor.config import parse_config
+from monitor.matcher import Watchlists, compile_watchlists, fold, match_entry
+from monitor.models import Entry
+
+CONFIG = """
+entities:
+  russia: [Russia, Russian*, Росси*, Москв*, 러시아, ロシア, 俄罗斯, Rusia]
+  dprk: [North Korea*, DPRK, КНДР, Северн* Коре*, 북한, 北朝鮮, 朝鲜, Korea Utara, "*조선"]
+  kim: [Kim Jong Un]
+  donetsk: [Donetsk, ДНР]
+  year: ['/\\b(19|20)\\d\\d\\b/']
+watchlists:
+  - name: pair
+    ignore: [Pyongyang naengmyeon]
+    rules:
+      - all: [russia, dprk]
+  - name: sentence
+    rules:
+      - all: [russia, dprk]
+        within: sentence
+  - name: near
+    rules:
+      - all: [russia, dprk]
+        within: 5
+  - name: titles
+    fields: [title]
+    rules:
+      - all: [russia, dprk]
+  - name: leader
+    none: [donetsk]
+    rules:
+      - any: [kim]
+  - name: dated
+    rules:
+      - all: [year, dprk]
+"""
+
+
+@pytest.fixture(scope="module")
+def compiled() -> Watchlists:
+    return compile_watchlists(parse_config(CONFIG))
+
+
+def matched(compiled: Watchlists, title: str, summary: str = "") -> set[str]:
+    entry = Entry("f", "Feed", None, None, title, summary)
+    return {m.watchlist for m in match_entry(entry, compiled)}
+
+
+# (title, summary, watchlists that must match, watchlists that must not)
+CASES = [
+    ("Russia and North Korea sign treaty", "", {"pair", "sentence", "near", "titles"}, set()),
+    ("RUSSIA AND NORTH KOREA", "", {"pair"}, set()),
+    ("Ｒｕｓｓｉａ ａｎｄ ＤＰＲＫ", "", {"pair"}, set()),  # full-width letters
+    ("Russian envoy lands", "North Korean officials met him.", {"pair"}, {"sentence", "titles"}),
+    ("Russia said.", "Far away, many words later, the DPRK replied.", {"pair"}, {"near"}),
+    ("Russia, then one two three four five six seven, DPRK", "", {"pair", "sentence"},
+     {"near"}),
+    ("Russia and DPRKS", "", set(), {"pair"}),  # DPRK must stand alone
+    ("Prussia and North Korea", "", set(), {"pair"}),  # Russia inside Prussia is no hit
+    ("Россия и КНДР", "", {"pair"}, set()),
+    ("Лавров: Северной Кореи и России", "", {"pair"}, set()),  # wildcards take case endings
+    ("Северную Корею посетили из Москвы", "", {"pair"}, set()),
+    ("북한은 러시아의 요청에", "", {"pair"}, set()),  # Korean particles
+    ("북한군, 러시아에 파병", "", {"pair"}, set()),
+    ("北朝鮮とロシアが合意", "", {"pair"}, set()),  # Japanese without spaces
+    ("朝鲜与俄罗斯签署条约", "", {"pair"}, set()),  # Chinese without spaces
+    ("Rusia meratifikasi perjanjian dengan Korea Utara", "", {"pair"}, set()),
+    ("북조선과 러시아", "", {"pair"}, set()),  # "*조선": any prefix
+    ("Russian tourists love Pyongyang naengmyeon", "", set(), {"pair"}),  # ignored phrase
+    ("Kim Jong-un visits factory", "", {"leader"}, set()),  # dash equals space
+    ("Kim Jong Un and the ДНР", "", set(), {"leader"}),  # none vetoes
+    ("In 2024 the DPRK launched", "", {"dated"}, set()),  # regex alias
+    ("In 12024 the DPRK launched", "", set(), {"dated"}),
+]
+
+
+@pytest.mark.parametrize(("title", "summary", "yes", "no"), CASES)
+def test_rule_semantics(compiled: Watchlists, title: str, summary: str, yes: set[str],
+                        no: set[str]) -> None:
+    """Each case matches exactly the watchlists its rule semantics say."""
+    found = matched(compiled, title, summary)
+    assert yes <= found, found
+    assert not (no & found), found
+
+
+def test_match_explains_itself(compiled: Watchlists) -> None:
+    """A match names the terms per entity, the fields, and highlights them in a snippet."""
+    entry = Entry("f", "Feed", None, None, "Talks in Moscow",
+                  "Officials of Russia met the DPRK delegation on Tuesday.")
+    match = next(m for m in match_entry(entry, compiled) if m.watchlist == "sentence")
+    assert match.terms_by_entity() == {"russia": ["Russia"], "dprk": ["DPRK"]}
+    assert match.snippet_field == "summary"
+    assert "**Russia**" in match.highlighted_snippet()
+    assert "**DPRK**" in match.highlighted_snippet()
+
+
+def test_snippet_of_long_text_is_short_and_centred(compiled: Watchlists) -> None:
+    """The snippet of a long article is about 240 characters around the hits, with ellipses."""
+    summary = "Filler words here. " * 100 + "Russia and the DPRK agreed. " + "More filler. " * 100
+    entry = Entry("f", "Feed", None, None, "News", summary)
+    match = next(m for m in match_entry(entry, compiled) if m.watchlist == "pair")
+    assert len(match.snippet) <= 260
+    assert match.snippet.startswith("…")
+    assert match.snippet.endswith("…")
+    assert "**Russia** and the **DPRK**" in match.highlighted_snippet()
+
+
+def test_fold_keeps_positions_when_case_folding_changes_length() -> None:
+    """ß folds to ss; the position map still points hits at the original characters."""
+    folded, origin = fold("Straße Russia")
+    assert folded == "strasse russia"
+    assert origin is not None
+    assert origin[folded.index("russia")] == "Straße Russia".index("Russia")
+
+
+def test_highlight_survives_length_changing_folds(compiled: Watchlists) -> None:
+    """After a ß earlier in the text, the highlighted words are still exactly the aliases."""
+    entry = Entry("f", "Feed", None, None, "Großstraße: Russia and DPRK")
+    match = next(m for m in match_entry(entry, compiled) if m.watchlist == "pair")
+    assert {h.found for h in match.hits} == {"Russia", "DPRK"}
+
+
+def test_empty_and_huge_entries_are_fine(compiled: Watchlists) -> None:
+    """An empty entry matches nothing; a 20,000-character entry with many hits still works."""
+    assert match_entry(Entry("f", "F", None, None, ""), compiled) == []
+    huge = "Russia DPRK " * 1700
+    assert matched(compiled, "x", huge) >= {"pair", "sentence", "near"}
