@@ -7,7 +7,7 @@ import json
 import re
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.message import Message
@@ -23,16 +23,17 @@ FEEDS = Path(__file__).resolve().parent / "feeds"
 SHARED = ROOT.parent / "shared"
 
 
-def render_feed(name: str) -> bytes:
-    """A golden feed file with `{{hours_ago:N}}` replaced by an RFC 822 date N hours back."""
+def render_feed(name: str, now: datetime | None = None) -> bytes:
+    """A golden feed file with `{{hours_ago:N}}` replaced by an RFC 822 date N hours before now."""
     text = (FEEDS / name).read_text(encoding="utf-8")
+    now = now or datetime.now(UTC)
 
     def date(found: re.Match[str]) -> str:
-        when = datetime.now(UTC) - timedelta(hours=float(found.group(1)))
+        when = now - timedelta(hours=float(found.group(1)))
         return when.strftime("%a, %d %b %Y %H:%M:%S +0000")
 
     def iso(found: re.Match[str]) -> str:
-        when = datetime.now(UTC) - timedelta(hours=float(found.group(1)))
+        when = now - timedelta(hours=float(found.group(1)))
         return when.strftime("%Y-%m-%dT%H:%M:%SZ")
 
     text = re.sub(r"\{\{hours_ago:([\d.]+)\}\}", date, text)
@@ -47,6 +48,7 @@ class Route:
     status: int = 200
     headers: dict[str, str] = field(default_factory=dict)
     etag: str | None = None
+    handler: Callable[[BaseHTTPRequestHandler], None] | None = None
 
 
 class _Server(ThreadingHTTPServer):
@@ -71,6 +73,9 @@ class FeedServer:
                 route = owner.routes.get(self.path)
                 if route is None:
                     self.send_error(404)
+                    return
+                if route.handler is not None:
+                    route.handler(self)
                     return
                 if route.etag and self.headers.get("If-None-Match") == route.etag:
                     self.send_response(304)

@@ -1,0 +1,150 @@
+"""Parsing: golden feeds to whole entry lists, and hostile documents to clear errors, quickly."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from monitor.parser import parse_feed, safe_link, to_text
+from tests.conftest import FEEDS, SHARED, render_feed
+
+FIXED_NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+GOLDEN = ["english.xml", "wire.xml", "russian.xml", "korean.atom", "indonesian.xml",
+          "jsonfeed.json"]
+
+
+def _entries_as_data(name: str) -> list[dict[str, object]]:
+    parsed = parse_feed(render_feed(name, FIXED_NOW), f"https://feeds.example/{name}", name)
+    assert parsed.error is None
+    return [{**asdict(e), "published": e.published.isoformat() if e.published else None}
+            for e in parsed.entries]
+
+
+@pytest.mark.parametrize("name", GOLDEN)
+def test_golden_feed_gives_the_expected_entries(name: str) -> None:
+    """A golden feed parses to exactly the entries in its .expected.json (MONITOR_UPDATE_GOLDEN=1
+    rewrites them)."""
+    expected_path = FEEDS / f"{name}.expected.json"
+    actual = _entries_as_data(name)
+    if os.environ.get("MONITOR_UPDATE_GOLDEN"):
+        expected_path.write_text(json.dumps(actual, ensure_ascii=False, indent=1) + "\n")
+    assert actual == json.loads(expected_path.read_text())
+
+
+BILLION_LAUGHS = b"""<?xml version="1.0"?>
+<!DOCTYPE rss [
+ <!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;">
+ <!ENTITY c "&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;"><!ENTITY d "&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;">
+ <!ENTITY e "&d;&d;&d;&d;&d;&d;&d;&d;&d;&d;"><!ENTITY f "&e;&e;&e;&e;&e;&e;&e;&e;&e;&e;">
+ <!ENTITY g "&f;&f;&f;&f;&f;&f;&f;&f;&f;&f;"><!ENTITY h "&g;&g;&g;&g;&g;&g;&g;&g;&g;&g;">
+]>
+<rss version="2.0"><channel><title>laughs</title>
+<item><title>&h;</title><link>https://a.example/1</link></item></channel></rss>"""
+
+QUADRATIC = (b'<?xml version="1.0"?><!DOCTYPE rss [<!ENTITY big "' + b"x" * 50_000 + b'">]>'
+             b'<rss version="2.0"><channel><title>q</title><item><title>t</title>'
+             b"<description>" + b"&big;" * 20_000 + b"</description></item></channel></rss>")
+
+XXE = b"""<?xml version="1.0"?>
+<!DOCTYPE rss [<!ENTITY xxe SYSTEM "file:///etc/passwd">]>
+<rss version="2.0"><channel><title>x</title>
+<item><title>leak &xxe;</title><link>https://a.example/x</link></item></channel></rss>"""
+
+ITEM = (b'<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel><title>c</title>'
+        b"<item><title>%s</title><link>%s</link><description>%s</description></item>"
+        b"</channel></rss>")
+JAVASCRIPT = ITEM % (b"click", b"javascript:alert(1)", b"x")
+NULS = ITEM % (b"nul\x00title", b"https://a.example/n", b"a\x00b")
+BAD_UTF8 = ITEM % (b"bad \xff\xfe utf8 \xc3", b"https://a.example/u", b"\xed\xa0\x80")
+DEEP = (b'<?xml version="1.0"?><rss version="2.0"><channel><title>d</title><item><title>t'
+        b"</title><description>" + b"<x>" * 200_000 + b"</x>" * 200_000
+        + b"</description></item></channel></rss>")
+
+
+@pytest.mark.parametrize(("body", "error"), [
+    (b"", "empty body"),
+    (b"   \n\t ", "empty body"),
+    (b"<!doctype html><html><head><title>Hi</title></head><body>page</body></html>",
+     "not a feed: an HTML page"),
+    (b"\x89PNG\r\n\x1a\n\x00\x00garbage", "not a feed"),
+    (b'{"hello": "world"}', "JSON that is not a JSON Feed"),
+    (b'{"version": "https://jsonfeed.org/version/1.1", "items": [' * 3000, "invalid JSON Feed"),
+    (b"[" * 100_000, "invalid JSON Feed"),
+])
+def test_non_feeds_get_a_clear_reason(body: bytes, error: str) -> None:
+    """Empty, HTML, binary and broken-JSON documents are errors that say what they are."""
+    parsed = parse_feed(body, "https://a.example/", "a")
+    assert parsed.entries == []
+    assert parsed.error is not None
+    assert parsed.error.startswith(error), parsed.error
+
+
+@pytest.mark.parametrize("body", [BILLION_LAUGHS, QUADRATIC, XXE, DEEP])
+def test_entity_and_nesting_attacks_parse_without_expansion(body: bytes) -> None:
+    """Entity bombs, external entities and deep nesting neither expand nor leak nor crash."""
+    parsed = parse_feed(body, "https://a.example/", "a")
+    for entry in parsed.entries:
+        assert len(entry.title) < 1000
+        assert len(entry.summary) <= 20_000
+        assert "root:" not in entry.title
+
+
+def test_javascript_link_is_dropped() -> None:
+    """An entry whose link is `javascript:` keeps its text but has no link."""
+    parsed = parse_feed(JAVASCRIPT, "https://a.example/", "a")
+    assert [e.link for e in parsed.entries] == [None]
+    assert parsed.entries[0].title == "click"
+
+
+@pytest.mark.parametrize("body", [NULS, BAD_UTF8])
+def test_nul_bytes_and_bad_utf8_do_not_break_parsing(body: bytes) -> None:
+    """NUL bytes and invalid UTF-8 give entries (or a clear error), never an exception."""
+    parsed = parse_feed(body, "https://a.example/", "a")
+    assert parsed.error or parsed.entries
+    for entry in parsed.entries:
+        assert "\x00" not in entry.title + entry.summary
+
+
+def test_html_becomes_plain_text() -> None:
+    """Tags, scripts and entities become plain, tidy text."""
+    assert to_text("<p>Hello&nbsp;<b>world</b></p><script>evil()</script><p>again</p>") == \
+        "Hello world\nagain"
+
+
+@pytest.mark.parametrize(("link", "safe"), [
+    ("https://a.example/x", "https://a.example/x"), (" http://a.example ", "http://a.example"),
+    ("javascript:alert(1)", None), ("data:text/html,x", None), ("ftp://a.example", None),
+    ("/relative", None), (None, None), ("https://", None),
+])
+def test_safe_link(link: str | None, safe: str | None) -> None:
+    """Only absolute http(s) links survive."""
+    assert safe_link(link) == safe
+
+
+PEERS = SHARED / "peer-feeds" / "feedparser-tests"
+
+
+@pytest.mark.skipif(not PEERS.is_dir(), reason="../shared/peer-feeds is not beside this clone")
+def test_every_peer_feed_parses_and_matches_without_error() -> None:
+    """All 2,106 of feedparser's own test feeds parse and match without an exception."""
+    from monitor.config import load_config
+    from monitor.matcher import compile_watchlists, match_entry
+    from tests.conftest import ROOT
+
+    compiled = compile_watchlists(load_config(ROOT / "config.yaml"))
+    files = [p for p in PEERS.rglob("*") if p.is_file() and p.name != "LICENSE"]
+    assert len(files) > 2000
+    for path in files:
+        parsed = parse_feed(path.read_bytes(), "http://127.0.0.1/peer", path.name)
+        for entry in parsed.entries:
+            match_entry(entry, compiled)
+
+
+def test_jsonfeed_golden_file_exists() -> None:
+    """The JSON Feed golden file is in the repo (parsed by our own code, not feedparser)."""
+    assert Path(FEEDS / "jsonfeed.json").is_file()
