@@ -94,7 +94,7 @@ def test_durations_and_sizes_accept_units() -> None:
     assert parse_duration(7) == 7
     assert parse_size("10MB") == 10_000_000
     assert parse_size("1MiB") == 1_048_576
-    with pytest.raises(ValueError, match="negative|invalid"):
+    with pytest.raises(ValueError, match=r"negative|invalid"):
         parse_duration("-5m")
 
 
