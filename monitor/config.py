@@ -166,6 +166,13 @@ class RuleConfig(_Model):
 EntityAliases = tuple[str, ...] | dict[str, tuple[str, ...]]
 
 
+class ListsConfig(_Model):
+    """Enumerations such as "Iran, Russia, North Korea and China": their names do not count."""
+
+    of: tuple[str, ...] = Field(min_length=1)
+    min_items: int = Field(default=3, ge=2)
+
+
 class WatchlistConfig(_Model):
     """A named set of rules; a story matches when any rule holds and no exclusion does."""
 
@@ -178,6 +185,7 @@ class WatchlistConfig(_Model):
     rules: tuple[RuleConfig, ...] = Field(min_length=1)
     none: tuple[str, ...] = ()
     ignore: tuple[str, ...] = ()
+    lists: ListsConfig | None = None
 
 
 class Config(_Model):

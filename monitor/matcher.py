@@ -45,7 +45,20 @@ _SPACELESS = re.compile(
 )
 _WORDS = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]|\w+")
 _SENTENCE_END = re.compile(r"(?<!\b\w)[.!?…]+(?=\s)|[。！？]+|\n+")
+_HANGUL = re.compile("[\u1100-\u11ff\u3130-\u318f\ua960-\ua97f\uac00-\ud7af]")
+# Korean particles (and the noun 측, "side") that may follow a whole-word `=` alias.
+_PARTICLE = re.compile(
+    r"(?:은|는|이|가|의|과|와|을|를|에|에서|에게|에는|에도|도|만|로|으로|과의|와의|과는|와는|"
+    r"과도|와도|이나|나|이라|라|이며|며|측|측은|측의|측이|측과|측도|측에)(?!\w)")
 _FIELD_GAP = "\n\n"
+_MAX_LIST_GAP = 24
+_LIST_PUNCTUATION = re.compile(r"[,،、，;；/·・]")
+# Words that join or introduce list items, in the languages of the default watchlist.
+_LIST_WORDS = frozenset(
+    "and or as well the a an its la le les l' el los las lo et ou y o e i и или а также "
+    "і та й або також dan atau serta und oder sowie die der das den ve veya ile và hoặc cùng "
+    "de do da dos das du des di del al و أو ال 및 과 와 이나 나 랑 또는 그리고 와의 과의 "
+    "和 及 与 與 或 以及 跟 や と および 및".split()) | {"l'", "d'"}
 _SNIPPET = 240
 
 
@@ -65,6 +78,7 @@ class _Term:
     left_free: bool
     right_free: bool
     tail: re.Pattern[str] | None = None
+    particles: bool = False
 
 
 @dataclass(frozen=True)
@@ -84,6 +98,8 @@ class _Watchlist:
     rules: tuple[_Rule, ...]
     none: tuple[str, ...]
     ignore: str | None
+    lists_of: tuple[str, ...] = ()
+    lists_min: int = 3
 
 
 @dataclass(frozen=True)
@@ -91,21 +107,23 @@ class Watchlists:
     """Every watchlist of a config, compiled into one automaton and one regex."""
 
     automaton: Any
-    regex: re.Pattern[str] | None
     terms: tuple[_Term, ...]
-    regex_terms: tuple[tuple[str, str], ...]
+    regex_terms: tuple[tuple[re.Pattern[str], str, str], ...]
     watchlists: tuple[_Watchlist, ...]
     display: dict[str, str]
 
 
 def fold(text: str) -> tuple[str, list[int] | None]:
-    """Case-folded matching text, and where each of its characters came from (None: same place)."""
+    """Case-folded matching text, and where each of its characters came from (None: same place).
+
+    Turkish `İ` folds to plain `i` (Python gives `i` plus a combining dot, which breaks words).
+    """
     folded = text.casefold()
     if len(folded) == len(text):
         return folded.translate(_FOLD), None
     pieces, origin = [], []
     for index, char in enumerate(text):
-        piece = char.casefold()
+        piece = "i" if char == "İ" else char.casefold()
         pieces.append(piece)
         origin.extend([index] * len(piece))
     return "".join(pieces).translate(_FOLD), origin
@@ -126,6 +144,8 @@ def _parse_term(alias: str, entity: str, loc: tuple[str | int, ...]) -> _Term | 
             raise WatchlistError(f"alias {alias!r} is not a valid regular expression: {error}",
                                  loc) from None
         return pattern
+    strict = text.startswith("=")
+    text = text.removeprefix("=")
     left_free, right_free = text.startswith("*"), text.endswith("*")
     head, *rest = fold(text.strip("*"))[0].split("*")
     if not head.strip() or any(not part.strip() for part in rest):
@@ -135,6 +155,9 @@ def _parse_term(alias: str, entity: str, loc: tuple[str | int, ...]) -> _Term | 
     if rest:
         tail = re.compile("".join(r"\w*" + re.escape(part) for part in rest))
     last = (rest or [head])[-1]
+    if strict:
+        return _Term(key=head, alias=str(alias), entity=entity, tail=tail, left_free=left_free,
+                     right_free=right_free, particles=bool(_HANGUL.match(last[-1])))
     return _Term(
         key=head, alias=str(alias), entity=entity, tail=tail,
         left_free=left_free or not _is_word(head[0]) or bool(_SPACELESS.match(head[0])),
@@ -179,12 +202,10 @@ class _Builder:
                 automaton.add_word(term.key, [index])
         if self.terms:
             automaton.make_automaton()
-        regex = None
-        if self.regexes:
-            regex = re.compile("|".join(f"(?P<r{i}>{p})" for i, (p, _, _) in
-                                        enumerate(self.regexes)), re.IGNORECASE)
-        return Watchlists(automaton if self.terms else None, regex, tuple(self.terms),
-                          tuple((alias, entity) for _, alias, entity in self.regexes),
+        # Each regex is scanned on its own: one alternation would hide overlapping matches.
+        regexes = tuple((re.compile(p, re.IGNORECASE), alias, entity)
+                        for p, alias, entity in self.regexes)
+        return Watchlists(automaton if self.terms else None, tuple(self.terms), regexes,
                           watchlists, self.display)
 
 
@@ -219,10 +240,13 @@ def _compile_watchlist(index: int, spec: WatchlistConfig, builder: _Builder,
                      any=_resolve(rule.any, local, known, (*here, "any")),
                      none=_resolve(rule.none, local, known, (*here, "none")), within=rule.within)
 
+    lists = spec.lists
     return _Watchlist(
         name=spec.name, tags=spec.tags, priority=spec.priority, fields=frozenset(spec.fields),
         rules=tuple(rule(n, r) for n, r in enumerate(spec.rules)),
         none=_resolve(spec.none, local, known, (*loc, "none")), ignore=ignore,
+        lists_of=_resolve(lists.of, local, known, (*loc, "lists", "of")) if lists else (),
+        lists_min=lists.min_items if lists else 3,
     )
 
 
@@ -287,7 +311,9 @@ def _prepare(entry: Entry) -> _Text:
 def _on_boundaries(text: str, start: int, end: int, term: _Term) -> bool:
     if not term.left_free and start > 0 and _is_word(text[start - 1]):
         return False
-    return term.right_free or end >= len(text) or not _is_word(text[end])
+    if term.right_free or end >= len(text) or not _is_word(text[end]):
+        return True
+    return term.particles and _PARTICLE.match(text, end) is not None
 
 
 def _word_end(text: str, end: int, term: _Term) -> int:
@@ -315,11 +341,9 @@ def _scan(text: _Text, compiled: Watchlists) -> list[tuple[str, str, int, int]]:
                     end = rest.end()
                 if _on_boundaries(folded, start, end, term):
                     found.append((term.entity, term.alias, start, _word_end(folded, end, term)))
-    if compiled.regex is not None:
-        for hit in compiled.regex.finditer(folded):
-            if hit.lastgroup and hit.end() > hit.start():
-                alias, entity = compiled.regex_terms[int(hit.lastgroup[1:])]
-                found.append((entity, alias, hit.start(), hit.end()))
+    for pattern, alias, entity in compiled.regex_terms:
+        found.extend((entity, alias, hit.start(), hit.end())
+                     for hit in pattern.finditer(folded) if hit.end() > hit.start())
     return found
 
 
@@ -387,6 +411,36 @@ def _snippet(text: _Text, hits: Sequence[Hit]) -> tuple[str, str, tuple[tuple[in
     return prefix + body[begin:finish] + suffix, field, tuple(spans)
 
 
+def _is_list_gap(gap: str) -> bool:
+    """Whether the text between two names only separates list items ("," "and" "、" "및"…)."""
+    if not gap or len(gap) > _MAX_LIST_GAP:
+        return False
+    tokens = _LIST_PUNCTUATION.sub(" ", gap.casefold()).split()
+    return all(t in _LIST_WORDS or t.startswith("'") for t in tokens)
+
+
+def _listed(hits: Sequence[Hit], text: _Text, minimum: int) -> set[Hit]:
+    """Hits that stand in an enumeration of at least `minimum` names."""
+    items: list[list[Hit]] = []  # overlapping hits ("North Korea" / "Korea") form one item
+    for hit in sorted(hits, key=lambda h: (h.start, -h.end)):
+        if items and hit.start < max(h.end for h in items[-1]):
+            items[-1].append(hit)
+        else:
+            items.append([hit])
+    listed: set[Hit] = set()
+    run: list[list[Hit]] = []
+    for item in [*items, []]:
+        if run and item:
+            gap = text.display[max(h.end for h in run[-1]):item[0].start]
+            if _is_list_gap(gap):
+                run.append(item)
+                continue
+        if len(run) >= minimum:
+            listed.update(h for group in run for h in group)
+        run = [item] if item else []
+    return listed
+
+
 def _hits(text: _Text, found: list[tuple[str, str, int, int]]) -> tuple[list[Hit], dict[Hit, int]]:
     hits, starts = [], {}
     for entity, alias, start, end in found:
@@ -406,6 +460,10 @@ def _judge(watchlist: _Watchlist, hits: list[Hit], text: _Text, starts: dict[Hit
            and not any(i.start <= h.start and h.end <= i.end for i in ignored)]
     if any(h.entity in watchlist.none for h in own):
         return None
+    if watchlist.lists_of:
+        listed = _listed([h for h in own if h.entity in watchlist.lists_of], text,
+                         watchlist.lists_min)
+        own = [h for h in own if h not in listed]
     for rule in watchlist.rules:
         held = _holds(rule, own, text, starts)
         if held:

@@ -131,3 +131,62 @@ def test_empty_and_huge_entries_are_fine(compiled: Watchlists) -> None:
     assert match_entry(Entry("f", "F", None, None, ""), compiled) == []
     huge = "Russia DPRK " * 1700
     assert matched(compiled, "x", huge) >= {"pair", "sentence", "near"}
+
+
+LISTS_CONFIG = """
+entities:
+  russia: [Russia, Rusya*, 러시아, 俄罗斯, =러, "*روسيا"]
+  dprk: [North Korea, Kuzey Kore*, 북한, 朝鲜, =조선, =북, "*كوريا الشمالية"]
+  other: [Iran, China, Çin*, İran*, 중국, 이란, 伊朗, 中国, "*إيران"]
+watchlists:
+  - name: w
+    ignore: [조선 시대]
+    lists: {of: [russia, dprk, other]}
+    rules:
+      - all: [russia, dprk]
+        within: sentence
+"""
+
+# (text, whether watchlist `w` matches)
+LIST_AND_WORD_CASES = [
+    ("Sanctions on Iran, Russia, North Korea and China.", False),
+    ("Sanctions on Iran, Russia and North Korea.", False),
+    ("Russia and North Korea signed a treaty.", True),
+    ("Russia and North Korea, with China watching, signed.", True),  # 2 listed, then words
+    ("Rusya'ya, İran'a ve Kuzey Kore'ye yaptırım", False),  # Turkish suffixes after '
+    ("RUSYA VE KUZEY KORE ANLAŞTI", True),  # Turkish capitals fold right
+    ("중국, 러시아, 북한에 대한 제재", False),
+    ("러시아와 북한이 조약을 맺었다", True),
+    ("伊朗、俄罗斯和朝鲜受到制裁", False),
+    ("朝鲜与俄罗斯签署条约", True),
+    ("عقوبات على روسيا وإيران وكوريا الشمالية", False),
+    ("روسيا وكوريا الشمالية توقعان معاهدة", True),
+    ("조선은 러시아와 협력한다", True),  # `=조선` with a particle
+    ("조선소에서 러시아 선박 수리", False),  # 조선소 is a shipyard, not 조선
+    ("조선 시대 러시아 지도", False),  # ignored phrase
+    ("북은 러와 합의했다", True),  # one-syllable abbreviations as whole words with particles
+    ("대북 제재와 러시아", False),  # 대북: 북 inside a word
+]
+
+
+@pytest.fixture(scope="module")
+def lists_compiled() -> Watchlists:
+    return compile_watchlists(parse_config(LISTS_CONFIG))
+
+
+@pytest.mark.parametrize(("text", "expected"), LIST_AND_WORD_CASES)
+def test_lists_and_whole_word_aliases(lists_compiled: Watchlists, text: str,
+                                      expected: bool) -> None:
+    """Enumerations do not count, `=` aliases stand as whole words (Korean particles allowed)."""
+    assert (matched(lists_compiled, text) == {"w"}) is expected
+
+
+def test_overlapping_regex_aliases_both_count() -> None:
+    """Two regex aliases matching at the same place both produce hits (no alternation masking)."""
+    compiled = compile_watchlists(parse_config("""
+entities: {a: ['/俄(?!亥)/'], pair: ['/俄朝/']}
+watchlists:
+  - {name: w, rules: [{any: [pair]}]}
+  - {name: v, rules: [{any: [a]}]}
+"""))
+    assert matched(compiled, "俄朝关系") == {"w", "v"}
