@@ -53,13 +53,13 @@ _PARTICLE = re.compile(
 _FIELD_GAP = "\n\n"
 _MAX_LIST_GAP = 24
 _LIST_PUNCTUATION = re.compile(r"[,،、，;；/·・]")
-# Words that join or introduce list items, in the languages of the default watchlist
-# (kept as one string: a list literal of 90 short words would be harder to read).
-_LIST_WORDS = frozenset(  # noqa: SIM905
-    "and or as well the a an its la le les l' el los las lo et ou y o e i и или а также "
+# Words that join or introduce list items, in the languages of the default watchlist.
+_LIST_WORDS_TEXT = (
+    "and or as well the a an its la le les l' d' el los las lo et ou y o e i и или а также "
     "і та й або також dan atau serta und oder sowie die der das den ve veya ile và hoặc cùng "
     "de do da dos das du des di del al و أو ال 및 과 와 이나 나 랑 또는 그리고 와의 과의 "
-    "和 及 与 與 或 以及 跟 や と および 및".split()) | {"l'", "d'"}
+    "和 及 与 與 或 以及 跟 や と および")
+_LIST_WORDS = frozenset(_LIST_WORDS_TEXT.split())
 _SNIPPET = 240
 
 
