@@ -52,6 +52,9 @@ def setup_logging(level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    # Apprise, httpx and APScheduler say at INFO what we already report once per event.
-    for noisy in ("apprise", "httpx", "httpcore", "apscheduler"):
+    # httpx and APScheduler say at INFO what we already report once per event; Apprise's
+    # failure messages are already part of our own delivery line.
+    for noisy in ("httpx", "httpcore", "apscheduler"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+    logging.getLogger("apprise").setLevel(
+        logging.DEBUG if root.level <= logging.DEBUG else logging.CRITICAL)

@@ -17,7 +17,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, event, func, insert, update
+from sqlalchemy import Engine, event, func, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlmodel import Session, SQLModel, col, create_engine, select
@@ -98,6 +98,21 @@ def _safe_url(url: str) -> str:
         return url
     scheme, _, credentials = head.partition("://")
     return f"{scheme}://{credentials.split(':')[0]}:***@{tail}"
+
+
+def _insert_new(session: Session, table: type[SQLModel], values: dict[str, Any],
+                returning: Any = None) -> Any:
+    """Insert a row unless its unique key exists; the new row's `returning` column (or True),
+    None when it existed. Atomic on SQLite and PostgreSQL, so concurrent writers never clash."""
+    dialect = session.get_bind().dialect.name
+    builder: Any = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}.get(dialect)
+    if builder is None:
+        raise StoreError(f"unsupported database {dialect}: use SQLite or PostgreSQL")
+    statement = builder(table).values(**values).on_conflict_do_nothing()
+    if returning is None:
+        result: Any = session.execute(statement)
+        return True if result.rowcount else None
+    return session.execute(statement.returning(returning)).scalar_one_or_none()
 
 
 class Store:
@@ -201,39 +216,26 @@ class Store:
 
     def _record_entry(self, session: Session, feed_id: int, item: Seen, now: datetime) -> int:
         entry = item.entry
-        row = EntryRow(feed_id=feed_id, key=entry_key(entry), guid=entry.guid, link=entry.link,
-                       title=entry.title[:2000], published=entry.published, seen_at=now,
-                       matched=json.dumps([m.watchlist for m in item.matches]))
-        session.add(row)
-        session.flush()
-        if not item.matches:
-            return 0
-        assert row.id is not None
-        fresh = all([self._claim(session, key, row.id) for key in story_keys(entry)])
+        entry_id = _insert_new(session, EntryRow, {
+            "feed_id": feed_id, "key": entry_key(entry), "guid": entry.guid, "link": entry.link,
+            "title": entry.title[:2000], "published": entry.published, "seen_at": now,
+            "matched": json.dumps([m.watchlist for m in item.matches]), "alerted": False,
+        }, returning=EntryRow.id)
+        if entry_id is None or not item.matches:
+            return 0  # another writer recorded this entry first; its alerts are its own
+        fresh = all([_insert_new(session, StoryKey, {"key": key, "entry_id": entry_id,
+                                                     "created_at": now}) is not None
+                     for key in story_keys(entry)])
         if not fresh or not item.drafts:
             return 0
-        row.alerted = True
+        session.execute(update(EntryRow).where(col(EntryRow.id) == entry_id).values(alerted=True))
         watchlists = ",".join(m.watchlist for m in item.matches)
         for draft in item.drafts:
-            session.add(Delivery(entry_id=row.id, target=draft.target,
+            session.add(Delivery(entry_id=entry_id, target=draft.target,
                                  target_name=draft.target_name, watchlists=watchlists,
                                  title=draft.title, body=draft.body, created_at=now,
                                  next_attempt_at=now))
         return len(item.drafts)
-
-    def _claim(self, session: Session, key: str, entry_id: int) -> bool:
-        """Insert a story key unless it exists; True when this entry is the first to claim it."""
-        dialect = session.get_bind().dialect.name
-        builder = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}.get(dialect)
-        values = {"key": key, "entry_id": entry_id, "created_at": utcnow()}
-        if builder is None:
-            if session.get(StoryKey, key) is not None:
-                return False
-            session.execute(insert(StoryKey).values(**values))
-            return True
-        statement = builder(StoryKey).values(**values).on_conflict_do_nothing()  # type: ignore[attr-defined]
-        result: Any = session.execute(statement)
-        return bool(result.rowcount)
 
     def record_failure(self, feed_id: int, fetch: FetchResult, retry_at: datetime) -> int:
         """Record a failed poll; returns the feed's consecutive failures so far."""

@@ -1,0 +1,118 @@
+"""The command line: match, notify-test, status, and secrets kept out of every output."""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from monitor.cli import main
+from monitor.logs import SecretFilter, register_secrets
+from monitor.notifier import secrets_of
+from tests.conftest import FEEDS, FeedServer, Sink, render_feed, write_config
+
+
+def test_match_json_prints_one_object_per_match(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`match FILE --json` prints one JSON line per match with watchlist, title, link and terms."""
+    config = write_config(tmp_path, [], [])
+    feed = tmp_path / "ru.xml"
+    feed.write_bytes(render_feed("russian.xml"))
+    assert main(["--config", str(config), "match", str(feed), "--json"]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert len(lines) == 1
+    assert lines[0]["watchlist"] == "russia-dprk"
+    assert lines[0]["title"].startswith("Лавров прибыл в Пхеньян")
+    assert lines[0]["link"] == "https://ru.example.com/politics/lavrov-pyongyang"
+    assert lines[0]["terms"]
+    assert set(lines[0]["entities"]) >= {"russia", "dprk"} or "pair" in str(lines[0]["entities"])
+
+
+def test_match_over_http_and_human_output(tmp_path: Path, feed_server: FeedServer,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """`match URL` fetches the feed and explains each match in readable text."""
+    config = write_config(tmp_path, [], [])
+    url = feed_server.serve("/id.xml", render_feed("indonesian.xml"))
+    assert main(["--config", str(config), "match", url]) == 0
+    out = capsys.readouterr().out
+    assert "[russia-dprk] Rusia meratifikasi" in out
+    assert "**" in out
+    assert "1 matches in 2 entries" in out
+
+
+@pytest.mark.parametrize(("source", "message"), [
+    ("/nonexistent/feed.xml", "cannot read"),
+    (str(FEEDS / "english.xml.expected.json"), "JSON that is not a JSON Feed"),
+    ("http://127.0.0.1:9/x.xml", "cannot connect"),
+])
+def test_match_on_bad_sources_exits_1_with_a_reason(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], source: str, message: str) -> None:
+    """A missing file, a non-feed or an unreachable URL is one line on stderr and exit 1."""
+    config = write_config(tmp_path, [], [])
+    assert main(["--config", str(config), "match", source]) == 1
+    assert message in capsys.readouterr().err
+
+
+def test_notify_test_reports_each_target(tmp_path: Path, sink: Sink,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    """notify-test sends to each target and says which worked; a dead one makes it exit 1."""
+    config = write_config(tmp_path, [], [{"url": sink.url, "name": "sink"},
+                                          {"url": "json://127.0.0.1:9/x", "name": "dead"}])
+    assert main(["--config", str(config), "notify-test"]) == 1
+    out = capsys.readouterr().out
+    assert "sink: OK" in out
+    assert "dead: FAILED" in out
+    assert sink.titles() == ["monitor test"]
+
+
+def test_status_shows_feeds_and_outbox(tmp_path: Path, feed_server: FeedServer, sink: Sink,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    """status lists each feed's outcome and counts the outbox by state."""
+    feeds = [{"url": feed_server.serve("/ru.xml", render_feed("russian.xml")), "name": "RU"}]
+    config = write_config(tmp_path, feeds, [{"url": sink.url}])
+    main(["--config", str(config), "run", "--once"])
+    capsys.readouterr()
+    assert main(["--config", str(config), "status"]) == 0
+    out = capsys.readouterr().out
+    assert "RU" in out
+    assert " ok " in out
+    assert "1 sent" in out
+
+
+def test_tokens_never_reach_the_log(tmp_path: Path, feed_server: FeedServer) -> None:
+    """A target whose URL holds a password fails, and no output line contains the password."""
+    secret = "hunter2-S3cr3t-T0ken"
+    feeds = [{"url": feed_server.serve("/ru.xml", render_feed("russian.xml"))}]
+    config = write_config(tmp_path, feeds, [{"url": f"json://bot:{secret}@127.0.0.1:9/h"}])
+    done = subprocess.run([sys.executable, "-m", "monitor", "--log-level", "DEBUG", "--config",
+                           str(config), "run", "--once"], capture_output=True, text=True,
+                          timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    assert "failed" in done.stderr
+    assert secret not in done.stderr + done.stdout
+    status = subprocess.run([sys.executable, "-m", "monitor", "--config", str(config), "status"],
+                            capture_output=True, text=True, timeout=60, check=False)
+    assert secret not in status.stdout + status.stderr
+
+
+def test_secret_filter_masks_telegram_style_tokens() -> None:
+    """A Telegram bot token in an Apprise URL is masked in any log record that contains it."""
+    token = "123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw"
+    register_secrets(secrets_of(f"tgram://{token}/-1001234567"))
+    record = logging.LogRecord("apprise", logging.DEBUG, __file__, 1,
+                               "POST https://api.telegram.org/bot%s/sendMessage", (token,), None)
+    SecretFilter().filter(record)
+    assert "AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw" not in record.getMessage()
+    assert "123456789" not in record.getMessage()
+
+
+def test_version_flag(capsys: pytest.CaptureFixture[str]) -> None:
+    """--version prints the version and exits 0."""
+    with pytest.raises(SystemExit) as caught:
+        main(["--version"])
+    assert caught.value.code == 0
+    assert capsys.readouterr().out.startswith("monitor ")

@@ -1,0 +1,78 @@
+"""The store: schema version, idempotent recording, and clear errors for unusable databases."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from monitor.cli import main
+from monitor.config import FeedConfig
+from monitor.models import Entry, FetchResult, FetchStatus, Hit, Match
+from monitor.store import Draft, Seen, Store, StoreError
+from monitor.tables import SCHEMA_VERSION
+from tests.conftest import write_config
+
+MATCH = Match("w", (), "normal", (Hit("a", "alpha", "alpha", "title", 0, 5),), "alpha", "title")
+OK = FetchResult(url="https://a.example/f", status=FetchStatus.OK, http_status=200)
+
+
+def _store(tmp_path: Path) -> tuple[Store, int]:
+    store = Store(f"sqlite:///{tmp_path / 'm.db'}")
+    store.ensure_feeds([FeedConfig(url="https://a.example/f")])
+    feed_id = store.feed("https://a.example/f").id
+    assert feed_id is not None
+    return store, feed_id
+
+
+def _seen(guid: str, link: str | None = None) -> Seen:
+    entry = Entry("https://a.example/f", "F", guid, link, f"alpha story {guid}")
+    return Seen(entry, [MATCH], [Draft("t1", "target", "title", "body")])
+
+
+def test_schema_version_is_recorded(tmp_path: Path) -> None:
+    """A new database records the current schema version."""
+    store, _ = _store(tmp_path)
+    assert store.schema_version() == SCHEMA_VERSION
+
+
+def test_newer_schema_is_refused(tmp_path: Path) -> None:
+    """A database written by a newer monitor is refused with a clear message."""
+    store, _ = _store(tmp_path)
+    store.close()
+    with sqlite3.connect(tmp_path / "m.db") as db:
+        db.execute("update meta set value = '999' where key = 'schema_version'")
+    with pytest.raises(StoreError, match="newer than this monitor"):
+        Store(f"sqlite:///{tmp_path / 'm.db'}")
+
+
+def test_recording_the_same_entries_twice_queues_once(tmp_path: Path) -> None:
+    """A second writer recording entries already recorded queues nothing and raises nothing."""
+    first, feed_id = _store(tmp_path)
+    second = Store(f"sqlite:///{tmp_path / 'm.db'}")
+    items = [_seen("g1"), _seen("g2")]
+    assert first.record_poll(feed_id, OK, "h", items) == 2
+    assert second.record_poll(feed_id, OK, "h", items) == 0
+    assert first.outbox_counts()["pending"] == 2
+
+
+def test_same_link_under_new_guid_is_not_a_new_story(tmp_path: Path) -> None:
+    """A re-GUIDed entry with the same link is recorded but not alerted again."""
+    store, feed_id = _store(tmp_path)
+    assert store.record_poll(feed_id, OK, "h", [_seen("g1", "https://a.example/x")]) == 1
+    assert store.record_poll(feed_id, OK, "h2", [_seen("g2", "http://www.a.example/x")]) == 0
+    assert len(store.unseen(feed_id, [_seen("g2").entry, _seen("g3").entry])) == 1
+
+
+@pytest.mark.parametrize("database", ["sqlite:////proc/forbidden/m.db", "nosuchdriver://x/y",
+                                      "postgresql+nosuchdriver://u:pw@127.0.0.1/x"])
+def test_unusable_database_exits_3_with_one_line(
+        tmp_path: Path, database: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """An unwritable path or unknown driver is a database error (exit 3), password hidden."""
+    config = write_config(tmp_path, [], [], database=database)
+    assert main(["--config", str(config), "run", "--once"]) == 3
+    err = capsys.readouterr().err
+    assert err.startswith("monitor: database error:")
+    assert ":pw@" not in err
+    assert len(err.strip().splitlines()) == 1
