@@ -13,10 +13,17 @@ import json
 import logging
 import sys
 from collections.abc import Sequence
+from datetime import timedelta
 from pathlib import Path
 
 from monitor import __version__
-from monitor.config import Config, ConfigError, default_config_path, load_config
+from monitor.config import (
+    Config,
+    ConfigError,
+    default_config_path,
+    load_config,
+    parse_duration,
+)
 from monitor.daemon import Daemon
 from monitor.fetcher import Fetcher
 from monitor.logs import register_secrets, setup_logging
@@ -25,7 +32,9 @@ from monitor.models import FetchStatus
 from monitor.notifier import secrets_of, send, targets
 from monitor.parser import parse_feed
 from monitor.pipeline import build_runtime, deliver_due, poll_all
+from monitor.report import describe_match, match_record
 from monitor.store import Store, StoreError
+from monitor.tables import utcnow
 
 log = logging.getLogger("monitor")
 EXIT_FAILED, EXIT_CONFIG, EXIT_DATABASE = 1, 2, 3
@@ -52,6 +61,11 @@ def _arguments() -> argparse.ArgumentParser:
     match = commands.add_parser("match", help="show watchlist matches in one feed document")
     match.add_argument("source", help="a feed file or an http(s) URL")
     match.add_argument("--json", action="store_true", help="one JSON object a line")
+    backtest = commands.add_parser("backtest", help="replay stored entries against the current "
+                                   "watchlists, without alerting")
+    backtest.add_argument("--since", default="7d", help="how far back (default 7d)")
+    backtest.add_argument("--watchlist", help="only this watchlist")
+    backtest.add_argument("--json", action="store_true", help="one JSON object a line")
     commands.add_parser("notify-test", help="send a test message to every target")
     commands.add_parser("status", help="show feed health and the outbox")
     return parser
@@ -122,22 +136,49 @@ def _match(config: Config, source: str, as_json: bool) -> int:
     for entry in parsed.entries:
         for match in match_entry(entry, compiled):
             count += 1
-            if as_json:
-                print(json.dumps({
-                    "watchlist": match.watchlist, "title": entry.title, "link": entry.link,
-                    "guid": entry.guid, "terms": match.terms,
-                    "entities": match.terms_by_entity(),
-                    "fields": sorted({h.field for h in match.hits}),
-                    "snippet": match.snippet,
-                    "published": entry.published.isoformat() if entry.published else None,
-                }, ensure_ascii=False))
-            else:
-                found = "; ".join(f"{e}: {', '.join(a)}" for e, a in
-                                  match.terms_by_entity().items())
-                print(f"[{match.watchlist}] {entry.title}\n  {entry.link or '(no link)'}\n"
-                      f"  matched {found}\n  {match.highlighted_snippet()}\n")
+            print(json.dumps(match_record(entry, match), ensure_ascii=False) if as_json
+                  else describe_match(entry, match))
     if not as_json:
         print(f"{count} matches in {len(parsed.entries)} entries")
+    return 0
+
+
+def _backtest(config: Config, since: str, only: str | None, as_json: bool) -> int:
+    """Replay stored entries against the current watchlists; nothing is alerted."""
+    try:
+        start = utcnow() - timedelta(seconds=parse_duration(since))
+    except ValueError as error:
+        print(f"monitor: --since: {error}", file=sys.stderr)
+        return EXIT_CONFIG
+    store = Store(config.database)
+    try:
+        stored = store.entries_since(start)
+    finally:
+        store.close()
+    compiled = compile_watchlists(config)
+    counts = {"new": 0, "kept": 0, "lost": 0}
+    for entry, before in stored:
+        now = [m for m in match_entry(entry, compiled) if only in (None, m.watchlist)]
+        lost = [w for w in before if only in (None, w) and w not in {m.watchlist for m in now}]
+        for match in now:
+            change = "kept" if match.watchlist in before else "new"
+            counts[change] += 1
+            if as_json:
+                print(json.dumps({"change": change, **match_record(entry, match)},
+                                 ensure_ascii=False))
+            elif change == "new":
+                print(describe_match(entry, match, mark="+ now matches "))
+        for name in lost:
+            counts["lost"] += 1
+            if as_json:
+                print(json.dumps({"change": "lost", "watchlist": name, "title": entry.title,
+                                  "link": entry.link}, ensure_ascii=False))
+            else:
+                print(f"- no longer matches [{name}] {entry.title}\n  {entry.link or ''}\n")
+    if not as_json:
+        print(f"{len(stored)} entries seen since {start:%Y-%m-%d %H:%M} UTC: "
+              f"{counts['new'] + counts['kept']} match now ({counts['new']} new), "
+              f"{counts['lost']} no longer match")
     return 0
 
 
@@ -180,6 +221,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return asyncio.run(_run(config, args.once))
     if args.command == "match":
         return _match(config, args.source, args.json)
+    if args.command == "backtest":
+        return _backtest(config, args.since, args.watchlist, args.json)
     if args.command == "notify-test":
         return asyncio.run(_notify_test(config))
     return _status(config)

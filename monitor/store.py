@@ -218,7 +218,9 @@ class Store:
         entry = item.entry
         entry_id = _insert_new(session, EntryRow, {
             "feed_id": feed_id, "key": entry_key(entry), "guid": entry.guid, "link": entry.link,
-            "title": entry.title[:2000], "published": entry.published, "seen_at": now,
+            "title": entry.title[:2000], "summary": entry.summary, "content": entry.content,
+            "language": (entry.language or "")[:32] or None, "published": entry.published,
+            "seen_at": now,
             "matched": json.dumps([m.watchlist for m in item.matches]), "alerted": False,
         }, returning=EntryRow.id)
         if entry_id is None or not item.matches:
@@ -236,6 +238,18 @@ class Store:
                                  title=draft.title, body=draft.body, created_at=now,
                                  next_attempt_at=now))
         return len(item.drafts)
+
+    def entries_since(self, since: datetime) -> list[tuple[Entry, list[str]]]:
+        """Entries seen since `since`, oldest first, with the watchlists they matched then."""
+        with self.transaction() as session:
+            rows = session.exec(
+                select(EntryRow, FeedRow.url, FeedRow.name)
+                .join(FeedRow, col(FeedRow.id) == EntryRow.feed_id)
+                .where(col(EntryRow.seen_at) >= since).order_by(col(EntryRow.id)))
+            return [(Entry(feed_url=url, feed_name=name, guid=row.guid, link=row.link,
+                           title=row.title, summary=row.summary, content=row.content,
+                           published=row.published, language=row.language),
+                     list(json.loads(row.matched or "[]"))) for row, url, name in rows]
 
     def record_failure(self, feed_id: int, fetch: FetchResult, retry_at: datetime) -> int:
         """Record a failed poll; returns the feed's consecutive failures so far."""

@@ -68,6 +68,10 @@ class EntryRow(SQLModel, table=True):
     guid: str | None = Field(default=None, sa_column=Column(Text))
     link: str | None = Field(default=None, sa_column=Column(Text))
     title: str = Field(default="", sa_column=Column(Text))
+    # The text is kept so `monitor backtest` can replay entries against edited watchlists.
+    summary: str = Field(default="", sa_column=Column(Text))
+    content: str = Field(default="", sa_column=Column(Text))
+    language: str | None = Field(default=None, max_length=32)
     published: datetime | None = None
     seen_at: datetime = Field(default_factory=utcnow, index=True)
     matched: str = Field(default="", max_length=1024)

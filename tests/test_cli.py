@@ -116,3 +116,31 @@ def test_version_flag(capsys: pytest.CaptureFixture[str]) -> None:
         main(["--version"])
     assert caught.value.code == 0
     assert capsys.readouterr().out.startswith("monitor ")
+
+
+def test_backtest_shows_what_would_match_now_and_what_no_longer_does(
+        tmp_path: Path, feed_server: FeedServer, sink: Sink,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """After a watchlist edit, backtest replays stored entries, lists gains and losses, and
+    alerts nothing."""
+    feeds = [{"url": feed_server.serve("/en.xml", render_feed("english.xml")), "name": "EN"},
+             {"url": feed_server.serve("/ru.xml", render_feed("russian.xml")), "name": "RU"}]
+    config = write_config(tmp_path, feeds, [{"url": sink.url}])
+    assert main(["--config", str(config), "run", "--once"]) == 0
+    sent = len(sink.received)
+    edited = write_config(tmp_path, feeds, [{"url": sink.url}], entities={
+        "noodles": ["naengmyeon"], "donetsk": ["Donetsk", "ДНР"]}, watchlists=[
+        {"name": "russia-dprk", "entities": {"x": ["nothing-at-all"]}, "rules": [{"any": ["x"]}]},
+        {"name": "donetsk", "rules": [{"any": ["donetsk"]}]}])
+    capsys.readouterr()
+    assert main(["--config", str(edited), "backtest", "--since", "1h"]) == 0
+    out = capsys.readouterr().out
+    assert "+ now matches [donetsk] DPR leader Pushilin" in out
+    assert "- no longer matches [russia-dprk]" in out
+    assert "1 no longer match" not in out  # two stories stopped matching, not one
+    assert main(["--config", str(edited), "backtest", "--json", "--watchlist", "donetsk"]) == 0
+    records = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert {r["change"] for r in records} == {"new"}
+    assert len(records) == 2
+    assert len(sink.received) == sent
+    assert main(["--config", str(edited), "backtest", "--since", "soon"]) == 2
