@@ -33,12 +33,14 @@ from monitor.models import FIELDS, Entry, Hit, Match
 if TYPE_CHECKING:
     from monitor.config import Config, EntityAliases, RuleConfig, WatchlistConfig
 
-_FOLD = str.maketrans({
+_FOLD = {
     **dict.fromkeys("\u2010\u2011\u2012\u2013\u2014\u2015\u2212\u30fb\u00b7-_", " "),
     **dict.fromkeys("\u2018\u2019\u201a\u201b\u02bc\u2032`\u00b4", "'"),
     **dict.fromkeys("\u201c\u201d\u201e\u201f\u00ab\u00bb", '"'),
     "ё": "е",
-})
+}
+# A regex over the few characters to replace is several times faster than str.translate.
+_FOLD_CHARS = re.compile("[" + re.escape("".join(_FOLD)) + "]")
 _SPACELESS = re.compile(
     "[\u1100-\u11ff\u3040-\u30ff\u3130-\u318f\u31f0-\u31ff\u3400-\u4dbf\u4e00-\u9fff"
     "\ua960-\ua97f\uac00-\ud7af\uf900-\ufaff\u0e00-\u0e7f]"
@@ -114,6 +116,11 @@ class Watchlists:
     display: dict[str, str]
 
 
+def _unify(folded: str) -> str:
+    """Dashes to spaces, typographic quotes to plain ones, ё to е (lengths unchanged)."""
+    return _FOLD_CHARS.sub(lambda found: _FOLD[found.group()], folded)
+
+
 def fold(text: str) -> tuple[str, list[int] | None]:
     """Case-folded matching text, and where each of its characters came from (None: same place).
 
@@ -121,13 +128,13 @@ def fold(text: str) -> tuple[str, list[int] | None]:
     """
     folded = text.casefold()
     if len(folded) == len(text):
-        return folded.translate(_FOLD), None
+        return _unify(folded), None
     pieces, origin = [], []
     for index, char in enumerate(text):
         piece = "i" if char == "İ" else char.casefold()
         pieces.append(piece)
         origin.extend([index] * len(piece))
-    return "".join(pieces).translate(_FOLD), origin
+    return _unify("".join(pieces)), origin
 
 
 def _is_word(char: str) -> bool:
