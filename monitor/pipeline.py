@@ -136,7 +136,7 @@ async def poll(feed: FeedConfig, rt: Runtime, force: bool = False) -> PollReport
         return _fail(rt, feed, row, FetchResult(url=feed.url, status=FetchStatus.ERROR,
                                                http_status=fetch.http_status, error=parsed.error))
     new = rt.store.unseen(row.id, parsed.entries)
-    items = _judge(rt, new, first_poll=row.last_success_at is None)
+    items = await asyncio.to_thread(_judge, rt, new, row.last_success_at is None)
     queued = rt.store.record_poll(row.id, fetch, body_hash, items)
     matched = sum(1 for item in items if item.matches)
     log.info("feed %s: %d entries, %d new, %d matched, %d alerts queued", feed.title,
