@@ -2,4 +2,5 @@
 
 from monitor.cli import main
 
-raise SystemExit(main())
+if __name__ == "__main__":  # parser workers re-import the main module: run nothing then
+    raise SystemExit(main())

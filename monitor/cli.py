@@ -87,8 +87,7 @@ async def _run(config: Config, once: bool) -> int:
         reports = await poll_all(rt, force=True)
         delivered = await deliver_due(rt)
     finally:
-        await rt.fetcher.close()
-        store.close()
+        await rt.close()
     failed = [r for r in reports if r.status == "error"]
     log.info("cycle done: %d feeds polled, %d failed, %d new entries, %d alerts queued; "
              "%d sent, %d to retry, %d expired", len(reports), len(failed),

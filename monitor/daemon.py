@@ -92,7 +92,6 @@ class Daemon:
             _, pending = await asyncio.wait(set(self.in_flight), timeout=GRACE_SECONDS)
             for task in pending:
                 task.cancel()
-        await self.rt.fetcher.close()
-        self.rt.store.close()
+        await self.rt.close()
         log.info("monitor stopped")
         return 0

@@ -149,7 +149,9 @@ def parse_feed(body: bytes, feed_url: str, feed_name: str = "",
     try:
         parsed = feedparser.parse(io.BytesIO(body), response_headers=response_headers,
                                   sanitize_html=False, resolve_relative_uris=False)
-    except (RecursionError, MemoryError, ValueError) as error:
+    except MemoryError:
+        return ParsedFeed(error="parsing needed more memory than allowed")
+    except (RecursionError, ValueError) as error:
         return ParsedFeed(error=f"cannot parse: {error.__class__.__name__}")
     items = parsed.get("entries", [])[:MAX_ENTRIES]
     feed_info = parsed.get("feed", {})

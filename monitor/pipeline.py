@@ -21,9 +21,9 @@ from monitor.logs import redact
 from monitor.matcher import Watchlists, compile_watchlists, match_entry
 from monitor.models import Entry, FetchResult, FetchStatus
 from monitor.notifier import Target, render_alert, route, send, targets
-from monitor.parser import parse_feed
 from monitor.store import Draft, Seen, Store
 from monitor.tables import Delivery, FeedRow, utcnow
+from monitor.workers import ParserPool
 
 log = logging.getLogger("monitor")
 FEED_RETRY_BASE = 60.0
@@ -36,8 +36,15 @@ class Runtime:
     config: Config
     store: Store
     fetcher: Fetcher
+    parsers: ParserPool
     watchlists: Watchlists
     targets: list[Target]
+
+    async def close(self) -> None:
+        """Close connections, stop parser workers and release the database."""
+        await self.fetcher.close()
+        self.parsers.close()
+        self.store.close()
 
 
 @dataclass(frozen=True)
@@ -64,8 +71,10 @@ class DeliveryReport:
 def build_runtime(config: Config, store: Store, fetcher: Fetcher | None = None) -> Runtime:
     """Compile the watchlists and open what a cycle needs."""
     store.ensure_feeds(config.feeds)
-    return Runtime(config=config, store=store, fetcher=fetcher or Fetcher(config.poll),
-                   watchlists=compile_watchlists(config), targets=targets(config))
+    poll_config = config.poll
+    parsers = ParserPool(poll_config.parsers, poll_config.parse_timeout, poll_config.parse_memory)
+    return Runtime(config=config, store=store, fetcher=fetcher or Fetcher(poll_config),
+                   parsers=parsers, watchlists=compile_watchlists(config), targets=targets(config))
 
 
 def retry_at(failures: int, base: float, cap: float) -> datetime:
@@ -130,8 +139,7 @@ async def poll(feed: FeedConfig, rt: Runtime, force: bool = False) -> PollReport
         rt.store.record_poll(row.id, fetch, row.body_hash, [])
         log.debug("feed %s unchanged", feed.title)
         return PollReport(feed.title, "unchanged")
-    parsed = await asyncio.to_thread(parse_feed, fetch.body, feed.url, feed.name or "",
-                                     fetch.headers)
+    parsed = await rt.parsers.parse(fetch.body, feed.url, feed.name or "", fetch.headers)
     if parsed.error:
         return _fail(rt, feed, row, FetchResult(url=feed.url, status=FetchStatus.ERROR,
                                                http_status=fetch.http_status, error=parsed.error))
@@ -174,10 +182,14 @@ async def _deliver_one(rt: Runtime, delivery: Delivery) -> str:
 
 async def _drain(rt: Runtime, rows: Sequence[Delivery]) -> list[str]:
     """One target's due rows in order; after a failure the rest wait for the next pass."""
-    outcomes = []
+    outcomes: list[str] = []
     for delivery in rows:
         outcomes.append(await _deliver_one(rt, delivery))
         if outcomes[-1] != "sent":
+            # The target is failing: the rest wait until this row's retry time.
+            waiting = [d.id for d in rows[len(outcomes):] if d.id is not None]
+            rt.store.release(waiting, retry_at(1, rt.config.delivery.retry_base,
+                                               rt.config.delivery.retry_max))
             break
     return outcomes
 
@@ -190,7 +202,7 @@ async def deliver_due(rt: Runtime, batch: int = 500) -> DeliveryReport:
     """
     counts = {"sent": 0, "retrying": 0, "expired": 0}
     while True:
-        due = rt.store.due_deliveries(limit=batch)
+        due = rt.store.claim_deliveries(lease=2 * rt.config.delivery.timeout + 30, limit=batch)
         by_target: dict[str, list[Delivery]] = {}
         for delivery in due:
             by_target.setdefault(delivery.target, []).append(delivery)

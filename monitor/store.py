@@ -13,7 +13,7 @@ import json
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -266,14 +266,33 @@ class Store:
 
     # Outbox ------------------------------------------------------------------------------
 
-    def due_deliveries(self, limit: int = 100) -> list[Delivery]:
-        """Pending deliveries whose next attempt is due, oldest first."""
+    def claim_deliveries(self, lease: float, limit: int = 100) -> list[Delivery]:
+        """Take up to `limit` due pending deliveries for `lease` seconds, oldest first.
+
+        Claimed rows are not due for anyone else until the lease ends, so two processes never
+        send the same alert; if this one dies mid-send, the lease ends and another sends it.
+        """
+        now = utcnow()
         with self.transaction() as session:
-            return list(session.exec(
+            rows = list(session.exec(
                 select(Delivery)
                 .where(Delivery.status == DeliveryStatus.PENDING,
-                       col(Delivery.next_attempt_at) <= utcnow())
-                .order_by(col(Delivery.id)).limit(limit)))
+                       col(Delivery.next_attempt_at) <= now)
+                .order_by(col(Delivery.id)).limit(limit)
+                .with_for_update(skip_locked=True)))
+            if rows:
+                session.execute(update(Delivery)
+                                .where(col(Delivery.id).in_([r.id for r in rows]))
+                                .values(next_attempt_at=now + timedelta(seconds=lease)))
+            return rows
+
+    def release(self, delivery_ids: Sequence[int], when: datetime) -> None:
+        """Give back claimed deliveries that were not attempted; due again at `when`."""
+        if not delivery_ids:
+            return
+        with self.transaction() as session:
+            session.execute(update(Delivery).where(col(Delivery.id).in_(delivery_ids))
+                            .values(next_attempt_at=when))
 
     def mark_sent(self, delivery_id: int) -> None:
         """The target accepted the alert."""

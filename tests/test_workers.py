@@ -1,0 +1,60 @@
+"""Parser workers: a bounded cost per document whatever it holds, and recovery from a bad one."""
+
+from __future__ import annotations
+
+import asyncio
+
+from monitor.parser import ParsedFeed, parse_feed
+from monitor.workers import ParserPool
+
+GOOD = (b'<?xml version="1.0"?><rss version="2.0"><channel><title>t</title>'
+        b"<item><title>Russia and the DPRK</title><link>https://a.example/1</link></item>"
+        b"</channel></rss>")
+DEEP = (b'<?xml version="1.0"?><rss version="2.0"><channel><title>d</title><item><title>t'
+        b"</title><description>" + b"<x>" * 1_000_000 + b"</x>" * 1_000_000
+        + b"</description></item></channel></rss>")
+
+
+def _parse_all(pool: ParserPool, bodies: list[bytes]) -> list[ParsedFeed]:
+    async def go() -> list[ParsedFeed]:
+        try:
+            return [await pool.parse(body, "https://a.example/f") for body in bodies]
+        finally:
+            pool.close()
+    return asyncio.run(go())
+
+
+def test_a_document_that_parses_too_long_costs_one_worker_and_a_clear_error() -> None:
+    """A million-deep nesting is cut at the deadline; the next document parses normally."""
+    deep, good = _parse_all(ParserPool(1, timeout=1), [DEEP, GOOD])
+    assert deep.error == "parsing took longer than 1s"
+    assert [e.title for e in good.entries] == ["Russia and the DPRK"]
+
+
+def greedy_parse(body: bytes, *args: object) -> ParsedFeed:
+    """A stand-in parser that needs 2 GB for any document marked GREEDY."""
+    if body == b"GREEDY":
+        hoard = bytearray(2 * 1024**3)
+        return ParsedFeed(title=str(len(hoard)))
+    return parse_feed(body, *args)  # type: ignore[arg-type]
+
+
+def test_a_document_over_the_memory_cap_is_an_error_not_a_crash() -> None:
+    """A parse that needs more memory than the cap fails cleanly, and the pool goes on."""
+    pool = ParserPool(1, timeout=30, memory_limit=512 * 1024**2, parse=greedy_parse)
+    greedy, good = _parse_all(pool, [b"GREEDY", GOOD])
+    assert greedy.error == "parsing needed more memory than allowed"
+    assert good.error is None
+
+
+def test_workers_are_recycled(monkeypatch: object) -> None:
+    """After RECYCLE_AFTER parses a worker is replaced, and parsing goes on."""
+    import monitor.workers
+
+    setattr(monitor.workers, "RECYCLE_AFTER", 2)  # noqa: B010 (module constant for this test)
+    try:
+        pool = ParserPool(1)
+        results = _parse_all(pool, [GOOD] * 5)
+    finally:
+        setattr(monitor.workers, "RECYCLE_AFTER", 500)  # noqa: B010
+    assert all(r.error is None and len(r.entries) == 1 for r in results)
