@@ -53,7 +53,7 @@ class Entry:
         return value
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # identity equality: hits are hashed often while matching
 class Hit:
     """One alias of an entity found in one field of an entry."""
 

@@ -29,7 +29,7 @@ def test_match_json_prints_one_object_per_match(
     assert lines[0]["title"].startswith("Лавров прибыл в Пхеньян")
     assert lines[0]["link"] == "https://ru.example.com/politics/lavrov-pyongyang"
     assert lines[0]["terms"]
-    assert set(lines[0]["entities"]) >= {"russia", "dprk"} or "pair" in str(lines[0]["entities"])
+    assert lines[0]["entities"] == {"russia_related": ["Лавров*"], "dprk_related": ["Пхеньян*"]}
 
 
 def test_match_over_http_and_human_output(tmp_path: Path, feed_server: FeedServer,

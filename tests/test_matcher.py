@@ -190,3 +190,41 @@ watchlists:
   - {name: v, rules: [{any: [a]}]}
 """))
     assert matched(compiled, "俄朝关系") == {"w", "v"}
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("Russia's Putin, North Korea's Kim and China's Xi", True),  # possessives are no list
+    ("Russia North Korea China", True),  # bare spaces are no list separator
+    ("en Chine, en Russie, en Iran et en Corée du Nord", False),  # French prepositions
+])
+def test_list_separators_need_a_real_separator(text: str, expected: bool) -> None:
+    """Only commas and list words join list items; possessives and bare spaces do not."""
+    compiled = compile_watchlists(parse_config("""
+entities:
+  russia: [Russia*, Russie]
+  dprk: [North Korea*, Corée du Nord]
+  other: [China*, Chine, Iran]
+watchlists:
+  - name: w
+    lists: {of: [russia, dprk, other]}
+    rules: [{all: [russia, dprk]}]
+"""))
+    assert (matched(compiled, text) == {"w"}) is expected
+
+
+def test_lists_see_names_that_ignore_hides() -> None:
+    """An item hidden by `ignore` (Belarus hides its "Russia") still counts in a list."""
+    compiled = compile_watchlists(parse_config("""
+entities:
+  russia: [俄罗斯]
+  dprk: [朝鲜]
+  other: [白俄罗斯, 伊朗]
+watchlists:
+  - name: w
+    ignore: [白俄罗斯]
+    lists: {of: [russia, dprk, other]}
+    rules: [{all: [russia, dprk]}]
+"""))
+    assert matched(compiled, "伊朗、白俄罗斯和朝鲜受到制裁，俄罗斯表示反对") == set()
+    assert matched(compiled, "白俄罗斯总统访问朝鲜") == set()
+    assert matched(compiled, "朝鲜与俄罗斯签署条约") == {"w"}
