@@ -206,11 +206,11 @@ class _Builder:
 
     def build(self, watchlists: tuple[_Watchlist, ...]) -> Watchlists:
         automaton = ahocorasick.Automaton(ahocorasick.STORE_ANY)
-        for index, term in enumerate(self.terms):
+        for term in self.terms:
             if automaton.exists(term.key):
-                automaton.get(term.key).append(index)
+                automaton.get(term.key).append(term)
             else:
-                automaton.add_word(term.key, [index])
+                automaton.add_word(term.key, [term])
         if self.terms:
             automaton.make_automaton()
         # Each regex is scanned on its own: one alternation would hide overlapping matches.
@@ -350,9 +350,9 @@ def _scan(text: _Text, compiled: Watchlists) -> list[tuple[str, str, int, int]]:
     found = []
     folded = text.folded
     if compiled.automaton is not None:
-        for last, indexes in compiled.automaton.iter(folded):
-            for index in indexes:
-                term = compiled.terms[index]
+        terms: list[_Term]
+        for last, terms in compiled.automaton.iter(folded):
+            for term in terms:
                 start, end = last - len(term.key) + 1, last + 1
                 if term.tail is not None:
                     rest = term.tail.match(folded, end)
@@ -360,7 +360,9 @@ def _scan(text: _Text, compiled: Watchlists) -> list[tuple[str, str, int, int]]:
                         continue
                     end = rest.end()
                 if _on_boundaries(folded, start, end, term):
-                    found.append((term.entity, term.alias, start, _word_end(folded, end, term)))
+                    if term.right_free:
+                        end = _word_end(folded, end, term)
+                    found.append((term.entity, term.alias, start, end))
     for pattern, alias, entity in compiled.regex_terms:
         found.extend((entity, alias, hit.start(), hit.end())
                      for hit in pattern.finditer(folded) if hit.end() > hit.start())
