@@ -58,3 +58,39 @@ def test_seed_article_alerts(compiled: Watchlists) -> None:
     """The Indonesian article the project grew from alerts, naming neither country in English."""
     title, _, body = (DATA / "russia-dprk-treaty-id.txt").read_text("utf-8").partition("\n")
     assert alerts(compiled, title, body)
+
+
+def corpus_as_feed(rows: list[dict[str, Any]]) -> bytes:
+    """Labelled corpus items as one RSS document, each item's link carrying its id."""
+    from xml.sax.saxutils import escape
+
+    items = "".join(
+        f"<item><title>{escape(r['title'])}</title><link>https://corpus.example/{r['id']}</link>"
+        f"<guid>{r['id']}</guid><description>{escape(r['summary'])}</description></item>"
+        for r in rows)
+    return (f'<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel><title>corpus'
+            f"</title>{items}</channel></rss>").encode()
+
+
+@pytest.mark.parametrize("corpus", ["dev_corpus.jsonl", "holdout_corpus.jsonl"])
+def test_corpus_through_match_json(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                   corpus: str) -> None:
+    """A labelled corpus served as a feed file scores ≥ 0.95 precision and recall through
+    `monitor match FILE --json`, the way users tune watchlists."""
+    from monitor.cli import main
+
+    path = DATA / corpus
+    if not path.exists():
+        pytest.skip(f"{corpus} is not in tests/data")
+    rows = [json.loads(line) for line in path.read_text("utf-8").splitlines() if line.strip()]
+    rows = [r for r in rows if r["label"] is not None]
+    feed = tmp_path / "corpus.xml"
+    feed.write_bytes(corpus_as_feed(rows))
+    assert main(["--config", str(ROOT / "config.yaml"), "match", str(feed), "--json"]) == 0
+    flagged = {json.loads(line)["link"].rsplit("/", 1)[1]
+               for line in capsys.readouterr().out.splitlines()}
+    positives = {r["id"] for r in rows if r["label"]}
+    precision = len(flagged & positives) / max(1, len(flagged))
+    recall = len(flagged & positives) / max(1, len(positives))
+    assert precision >= 0.95, (precision, sorted(flagged - positives))
+    assert recall >= 0.95, (recall, sorted(positives - flagged))

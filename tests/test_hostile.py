@@ -1,0 +1,136 @@
+"""Hostile feeds beside a good one: one run finishes, alerts the good items once, stays small."""
+
+from __future__ import annotations
+
+import gzip
+import resource
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import FeedServer, Sink, render_feed, write_config
+from tests.test_parser import BILLION_LAUGHS, ITEM, QUADRATIC, XXE
+from tests.test_workers import DEEP
+
+Handler = Callable[[BaseHTTPRequestHandler], None]
+
+
+def _send(status: int, body: bytes, **headers: str) -> Handler:
+    def handle(request: BaseHTTPRequestHandler) -> None:
+        request.send_response(status)
+        for key, value in headers.items():
+            request.send_header(key.replace("_", "-"), value)
+        request.send_header("Content-Length", str(len(body)))
+        request.end_headers()
+        request.wfile.write(body)
+    return handle
+
+
+def _huge(request: BaseHTTPRequestHandler) -> None:
+    request.send_response(200)
+    request.send_header("Content-Length", str(200 * 1024**2))
+    request.end_headers()
+    chunk = b"<item><title>x</title></item>" * 35_000
+    try:
+        for _ in range(200):
+            request.wfile.write(chunk)
+    except OSError:
+        pass
+
+
+def _trickle(request: BaseHTTPRequestHandler) -> None:
+    request.send_response(200)
+    request.send_header("Content-Length", "1000000")
+    request.end_headers()
+    try:
+        for _ in range(60):
+            request.wfile.write(b"<")
+            request.wfile.flush()
+            time.sleep(0.5)
+    except OSError:
+        pass
+
+
+def _hang(request: BaseHTTPRequestHandler) -> None:
+    time.sleep(30)
+
+
+def _loop(request: BaseHTTPRequestHandler) -> None:
+    request.send_response(301)
+    request.send_header("Location", request.path)
+    request.send_header("Content-Length", "0")
+    request.end_headers()
+
+
+BOMB = gzip.compress(b" " * 300_000_000, compresslevel=9)
+HOSTILE: dict[str, Handler] = {
+    "/500": _send(500, b"oops"),
+    "/404": _send(404, b"gone"),
+    "/429": _send(429, b"slow down", Retry_After="3600"),
+    "/garbage": _send(200, bytes(range(256)) * 100),
+    "/html": _send(200, b"<!doctype html><html><body><h1>Welcome</h1></body></html>",
+                   Content_Type="text/html"),
+    "/huge": _huge,
+    "/bomb": _send(200, BOMB, Content_Encoding="gzip"),
+    "/stacked": _send(200, gzip.compress(gzip.compress(b"<rss/>")), Content_Encoding="gzip, gzip"),
+    "/brotli": _send(200, b"\x1b\x03\x00\xf8\xa5\x90", Content_Encoding="br"),
+    "/trickle": _trickle,
+    "/hang": _hang,
+    "/loop": _loop,
+    "/quadratic": _send(200, QUADRATIC),
+    "/laughs": _send(200, BILLION_LAUGHS),
+    "/xxe": _send(200, XXE),
+    "/nul": _send(200, ITEM % (b"Russia and North Korea\x00", b"https://h.example/nul", b"\x00")),
+    "/badutf8": _send(200, ITEM % (b"Russia \xff and North Korea \xc3", b"https://h.example/u",
+                                   b"\xed\xa0\x80"),
+                      Content_Type="application/rss+xml; charset=utf-8"),
+    "/javascript": _send(200, ITEM % (b"Putin and Kim sign a treaty in Pyongyang",
+                                      b"javascript:alert(document.cookie)", b"x")),
+    "/jsonfeed": _send(200, b'{"version": "https://jsonfeed.org/version/1.1", "title": "j", '
+                       b'"items": [{"id": "1", "url": "https://h.example/json", "title": '
+                       b'"Lavrov meets Choe Son Hui in Moscow", "content_text": "Russia and '
+                       b'North Korea talk."}]}'),
+    "/empty": _send(200, b""),
+    "/deep": _send(200, DEEP),
+}
+
+
+@pytest.fixture
+def hostile(feed_server: FeedServer) -> list[dict[str, str]]:
+    feeds = [{"url": feed_server.serve(path, b"", handler=handler), "name": path.strip("/")}
+             for path, handler in HOSTILE.items()]
+    feeds.append({"url": feed_server.serve("/good.xml", render_feed("english.xml")),
+                  "name": "good"})
+    return feeds
+
+
+def test_one_run_over_hostile_feeds_alerts_the_good_items_once_and_stays_small(
+        tmp_path: Path, hostile: list[dict[str, str]], sink: Sink) -> None:
+    """Every hostile case is a logged failure naming its feed; the run exits 0, the good feed
+    alerts once, no `javascript:` link reaches an alert, and no process grows past 400 MB."""
+    config = write_config(tmp_path, hostile, [{"url": sink.url}],
+                          poll={"timeout": "5s", "parse_timeout": "5s"})
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    done = subprocess.run([sys.executable, "-m", "monitor", "--config", str(config), "run",
+                           "--once"], capture_output=True, text=True, timeout=300, check=False)
+    peak_mb = max(before, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss) / 1024
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr
+    assert peak_mb < 400, peak_mb
+    for name in ("500", "404", "429", "garbage", "html", "huge", "bomb", "stacked", "brotli",
+                 "trickle", "hang", "loop", "empty", "deep"):
+        assert f"feed {name} failed" in done.stderr, name
+    titles = sink.titles()
+    assert sum("pact in Pyongyang" in t for t in titles) == 1
+    assert not any("javascript:" in m["message"] for m in sink.received)
+    assert any("Lavrov meets Choe Son Hui" in t for t in titles)  # JSON Feed is read
+    assert any("Putin and Kim sign a treaty" in t for t in titles)  # alerted without a link
+    again = subprocess.run([sys.executable, "-m", "monitor", "--config", str(config), "run",
+                            "--once"], capture_output=True, text=True, timeout=300, check=False)
+    assert again.returncode == 0
+    assert sink.titles() == titles  # nothing alerted twice
