@@ -17,21 +17,15 @@ from datetime import timedelta
 from pathlib import Path
 
 from monitor import __version__
-from monitor.config import (
-    Config,
-    ConfigError,
-    default_config_path,
-    load_config,
-    parse_duration,
-)
+from monitor.config import Config, ConfigError, default_config_path, parse_duration
 from monitor.daemon import Daemon
 from monitor.fetcher import Fetcher
-from monitor.logs import register_secrets, setup_logging
+from monitor.logs import setup_logging
 from monitor.matcher import compile_watchlists, match_entry
 from monitor.models import FetchStatus
-from monitor.notifier import secrets_of, send, targets
+from monitor.notifier import send, targets
 from monitor.parser import parse_feed
-from monitor.pipeline import build_runtime, deliver_due, poll_all
+from monitor.pipeline import build_runtime, deliver_due, open_config, poll_all
 from monitor.report import describe_match, match_record
 from monitor.store import Store, StoreError
 from monitor.tables import utcnow
@@ -71,18 +65,16 @@ def _arguments() -> argparse.ArgumentParser:
     return parser
 
 
-def _load(args: argparse.Namespace) -> Config:
-    config = load_config(args.config or default_config_path())
-    register_secrets(s for n in config.notify for s in secrets_of(n.url))
-    register_secrets(s for s in secrets_of(config.database) if "@" in config.database)
-    return config
+def _config_path(args: argparse.Namespace) -> Path:
+    path: Path = args.config or default_config_path()
+    return path
 
 
-async def _run(config: Config, once: bool) -> int:
+async def _run(config: Config, path: Path, once: bool) -> int:
     store = Store(config.database)
     rt = build_runtime(config, store)
     if not once:
-        return await Daemon(rt).run()
+        return await Daemon(rt, path).run()
     try:
         reports = await poll_all(rt, force=True)
         delivered = await deliver_due(rt)
@@ -213,11 +205,12 @@ def _status(config: Config) -> int:
 
 
 def _dispatch(args: argparse.Namespace) -> int:
-    config = _load(args)
+    path = _config_path(args)
+    config = open_config(path)
     if args.command == "check":
         return _check(config)
     if args.command == "run":
-        return asyncio.run(_run(config, args.once))
+        return asyncio.run(_run(config, path, args.once))
     if args.command == "match":
         return _match(config, args.source, args.json)
     if args.command == "backtest":

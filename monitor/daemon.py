@@ -1,34 +1,53 @@
-"""The daemon: APScheduler jobs that call the pipeline, and a clean stop on SIGTERM/SIGINT.
+"""The daemon: APScheduler jobs that call the pipeline, config reloads, and a clean stop.
 
-One interval job per feed (its own interval or the default, with jitter, coalesced, never two at
-once) and one outbox job. Every feed is polled right after start. APScheduler's
-`shutdown(wait=True)` does not wait for coroutine jobs, so the daemon tracks its own in-flight
-tasks and lets them finish (each stage's writes are single transactions, so stopping between
-awaits is safe) before it closes the store.
+Jobs: one interval job per feed (its own interval or the default, with jitter, coalesced,
+never two at once), the outbox, a heartbeat log line, a config-file watch, and the systemd
+watchdog when systemd asks for one. Every feed is polled right after start.
+
+A config edit (file change or SIGHUP) is validated first; a broken one is logged and the daemon
+keeps the last good config. APScheduler's `shutdown(wait=True)` does not wait for coroutine
+jobs, so the daemon tracks its own in-flight tasks and lets them finish (each stage's writes
+are single transactions, so stopping between awaits is safe) before it closes the store.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import signal
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
+from pathlib import Path
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from monitor.config import FeedConfig
-from monitor.pipeline import Runtime, deliver_due, poll
+from monitor import sdnotify
+from monitor.config import Config, ConfigError, FeedConfig
+from monitor.fetcher import Fetcher
+from monitor.matcher import compile_watchlists
+from monitor.notifier import targets
+from monitor.pipeline import Runtime, deliver_due, open_config, poll
+from monitor.workers import ParserPool
 
 log = logging.getLogger("monitor")
 GRACE_SECONDS = 30.0
+WATCH_SECONDS = 5.0
+
+
+def _digest(path: Path) -> str | None:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return None
 
 
 class Daemon:
     """Runs the pipeline on a schedule until told to stop."""
 
-    def __init__(self, rt: Runtime):
-        self.rt = rt
+    def __init__(self, rt: Runtime, config_path: Path):
+        self.rt, self.config_path = rt, config_path
+        self.config_digest = _digest(config_path)
         self.stopping = asyncio.Event()
         self.in_flight: set[asyncio.Task[object]] = set()
         self.scheduler = AsyncIOScheduler(job_defaults={
@@ -43,25 +62,39 @@ class Daemon:
             self.in_flight.add(task)
             try:
                 await work()
-            except Exception:
-                log.exception("scheduled job failed; the daemon goes on")
+            except Exception as error:
+                log.error("scheduled job failed (a bug; the daemon goes on): %r", error)
+                log.debug("traceback", exc_info=error)
             finally:
                 self.in_flight.discard(task)
         return job
 
+    def _feed_job(self, feed: FeedConfig, first_run: datetime | None) -> None:
+        # APScheduler pauses a job given `next_run_time=None`: leave the key out instead.
+        when = {"next_run_time": first_run} if first_run else {}
+        self.scheduler.add_job(
+            self._tracked(self._poll_then_deliver(feed)), "interval",
+            seconds=feed.interval or self.rt.config.poll.interval,
+            jitter=self.rt.config.poll.jitter, id=f"feed:{feed.url}", name=feed.title,
+            replace_existing=True, **when)
+
     def _schedule(self) -> None:
-        poll_config = self.rt.config.poll
         start = datetime.now().astimezone()
         for index, feed in enumerate(self.rt.config.feeds):
-            self.scheduler.add_job(
-                self._tracked(self._poll_then_deliver(feed)), "interval",
-                seconds=feed.interval or poll_config.interval, jitter=poll_config.jitter,
-                id=f"feed:{feed.url}", name=feed.title,
-                # Spread the first polls over a few seconds instead of one burst.
-                next_run_time=start + timedelta(milliseconds=50 * index))
-        self.scheduler.add_job(self._tracked(lambda: deliver_due(self.rt)), "interval",
-                               seconds=self.rt.config.delivery.interval, id="outbox",
-                               next_run_time=start)
+            # Spread the first polls over a few seconds instead of one burst.
+            self._feed_job(feed, start + timedelta(milliseconds=50 * index))
+        jobs: list[tuple[str, Callable[[], Awaitable[object]], float]] = [
+            ("outbox", lambda: deliver_due(self.rt), self.rt.config.delivery.interval),
+            ("heartbeat", self._heartbeat, min(self.rt.config.poll.interval, 900.0)),
+            ("config-watch", self._watch_config, WATCH_SECONDS),
+        ]
+        period = sdnotify.watchdog_period()
+        if period:
+            jobs.append(("watchdog", self._watchdog, period))
+        for name, work, seconds in jobs:
+            when = {"next_run_time": start} if name == "outbox" else {}
+            self.scheduler.add_job(self._tracked(work), "interval", seconds=seconds, id=name,
+                                   **when)
 
     def _poll_then_deliver(self, feed: FeedConfig) -> Callable[[], Awaitable[object]]:
         async def work() -> None:
@@ -70,6 +103,68 @@ class Daemon:
                 await deliver_due(self.rt)
         return work
 
+    async def _heartbeat(self) -> None:
+        rows = await asyncio.to_thread(self.rt.store.feeds)
+        configured = {f.url for f in self.rt.config.feeds}
+        failing = [r.name for r in rows if r.url in configured and r.consecutive_failures]
+        outbox = await asyncio.to_thread(self.rt.store.outbox_counts)
+        log.info("heartbeat: %d feeds, %d failing%s; outbox %d pending, %d sent, %d expired",
+                 len(configured), len(failing), f" ({', '.join(failing[:5])})" if failing else "",
+                 outbox["pending"], outbox["sent"], outbox["expired"])
+        sdnotify.notify(f"STATUS={len(configured)} feeds, {len(failing)} failing, "
+                        f"{outbox['pending']} alerts pending")
+
+    async def _watchdog(self) -> None:
+        # Pinged from the event loop after a database round trip: a stuck loop or an
+        # unreachable database stops the pings, and systemd restarts the service.
+        await asyncio.to_thread(self.rt.store.schema_version)
+        sdnotify.notify("WATCHDOG=1")
+
+    async def _watch_config(self) -> None:
+        digest = await asyncio.to_thread(_digest, self.config_path)
+        if digest is not None and digest != self.config_digest:
+            self.config_digest = digest
+            await self.reload("the config file changed")
+
+    async def reload(self, reason: str) -> None:
+        """Apply an edited config; a broken one is reported and the last good one kept."""
+        try:
+            config = await asyncio.to_thread(open_config, self.config_path)
+        except ConfigError as error:
+            log.error("config reload (%s) failed, keeping the last good config: %s", reason,
+                      error)
+            return
+        if config == self.rt.config:
+            return
+        if config.database != self.rt.config.database:
+            log.warning("config reload: a new database takes effect only after a restart")
+            config = config.model_copy(update={"database": self.rt.config.database})
+        self._apply(config)
+        log.info("config reloaded (%s): %d feeds, %d watchlists, %d targets", reason,
+                 len(config.feeds), len(config.watchlists), len(self.rt.targets))
+
+    def _apply(self, config: Config) -> None:
+        old = self.rt.config
+        rt = self.rt
+        rt.store.ensure_feeds(config.feeds)
+        rt.watchlists, rt.targets = compile_watchlists(config), targets(config)
+        if config.poll != old.poll:
+            old_fetcher, old_parsers = rt.fetcher, rt.parsers
+            rt.fetcher = Fetcher(config.poll)
+            rt.parsers = ParserPool(config.poll.parsers, config.poll.parse_timeout,
+                                    config.poll.parse_memory)
+            asyncio.get_running_loop().call_later(
+                GRACE_SECONDS, lambda: asyncio.ensure_future(old_fetcher.close()))
+            asyncio.get_running_loop().call_later(GRACE_SECONDS, old_parsers.close)
+        rt.config = config
+        before = {f.url: f for f in old.feeds}
+        now = datetime.now().astimezone()
+        for feed in config.feeds:
+            if feed != before.get(feed.url) or config.poll != old.poll:
+                self._feed_job(feed, now if feed.url not in before else None)
+        for url in set(before) - {f.url for f in config.feeds}:
+            self.scheduler.remove_job(f"feed:{url}")
+
     def stop(self, reason: str) -> None:
         """Stop taking work; in-flight work finishes."""
         if not self.stopping.is_set():
@@ -77,15 +172,19 @@ class Daemon:
             self.stopping.set()
 
     async def run(self) -> int:
-        """Run until SIGTERM/SIGINT; returns the exit code."""
+        """Run until SIGTERM/SIGINT (SIGHUP reloads the config); returns the exit code."""
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self.stop, signal.Signals(signum).name)
+        loop.add_signal_handler(signal.SIGHUP,
+                                lambda: asyncio.ensure_future(self.reload("SIGHUP")))
         self._schedule()
         self.scheduler.start()
         log.info("monitor started: %d feeds, %d watchlists, %d targets",
                  len(self.rt.config.feeds), len(self.rt.config.watchlists), len(self.rt.targets))
+        sdnotify.notify(f"READY=1\nSTATUS=polling {len(self.rt.config.feeds)} feeds")
         await self.stopping.wait()
+        sdnotify.notify("STOPPING=1")
         self.scheduler.shutdown(wait=False)
         if self.in_flight:
             log.info("waiting for %d running jobs to finish", len(self.in_flight))

@@ -10,17 +10,20 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import os
 import random
+import stat
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
-from monitor.config import Config, FeedConfig
+from monitor.config import Config, FeedConfig, load_config
 from monitor.fetcher import Fetcher
-from monitor.logs import redact
+from monitor.logs import redact, register_secrets
 from monitor.matcher import Watchlists, compile_watchlists, match_entry
 from monitor.models import Entry, FetchResult, FetchStatus
-from monitor.notifier import Target, render_alert, route, send, targets
+from monitor.notifier import Target, render_alert, route, secrets_of, send, targets
 from monitor.store import Draft, Seen, Store
 from monitor.tables import Delivery, FeedRow, utcnow
 from monitor.workers import ParserPool
@@ -66,6 +69,24 @@ class DeliveryReport:
     sent: int = 0
     retrying: int = 0
     expired: int = 0
+
+
+def open_config(path: Path | str) -> Config:
+    """Load and validate the config; register its secrets for log masking; warn when a file
+    holding a token can be read by other users."""
+    config = load_config(path)
+    secrets = [s for n in config.notify for s in secrets_of(n.url)]
+    if "@" in config.database:
+        secrets += secrets_of(config.database)
+    register_secrets(secrets)
+    mode = os.stat(path).st_mode
+    if mode & (stat.S_IRGRP | stat.S_IROTH):
+        text = Path(path).read_text(encoding="utf-8", errors="replace")
+        if any(secret in text for secret in secrets):
+            log.warning("config %s holds a token and is readable by other users (mode %o): "
+                        "chmod 600 it, or move the token to an environment variable (${VAR})",
+                        path, stat.S_IMODE(mode))
+    return config
 
 
 def build_runtime(config: Config, store: Store, fetcher: Fetcher | None = None) -> Runtime:

@@ -144,3 +144,17 @@ def test_backtest_shows_what_would_match_now_and_what_no_longer_does(
     assert len(records) == 2
     assert len(sink.received) == sent
     assert main(["--config", str(edited), "backtest", "--since", "soon"]) == 2
+
+
+def test_config_with_a_token_readable_by_others_gets_a_warning(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A config holding a token warns when group/other can read it, and not after chmod 600."""
+    config = write_config(tmp_path, [], [{"url": "json://bot:Sup3rS3cretT0ken@127.0.0.1:9/x"}])
+    config.chmod(0o644)
+    assert main(["--config", str(config), "check"]) == 0
+    err = capsys.readouterr().err
+    assert "readable by other users (mode 644)" in err
+    assert "Sup3rS3cretT0ken" not in err
+    config.chmod(0o600)
+    assert main(["--config", str(config), "check"]) == 0
+    assert "readable" not in capsys.readouterr().err

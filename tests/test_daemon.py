@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import subprocess
 import sys
@@ -55,3 +56,70 @@ def test_daemon_polls_on_schedule_alerts_new_items_and_stops_on_sigterm(
     assert "monitor stopped" in text
     assert "Traceback" not in text
     assert len(sink.received) == 2
+
+
+def test_config_edits_are_applied_and_broken_ones_keep_the_last_good_config(
+        tmp_path: Path, feed_server: FeedServer, sink: Sink) -> None:
+    """Adding a feed in the file takes effect without a restart; a broken edit is logged and
+    the daemon keeps running with the last good config; SIGHUP reloads too."""
+    first = {"url": feed_server.serve("/ru.xml", render_feed("russian.xml")), "interval": "1s"}
+    second = {"url": feed_server.serve("/id.xml", render_feed("indonesian.xml")),
+              "interval": "1s"}
+    options = {"poll": {"jitter": 0}, "delivery": {"interval": "1s"}}
+    config = write_config(tmp_path, [first], [{"url": sink.url}], **options)
+    log = tmp_path / "daemon.log"
+    with log.open("w") as stderr:
+        daemon = subprocess.Popen([sys.executable, "-m", "monitor", "--config", str(config), "run"],
+                                  stderr=stderr, stdout=subprocess.DEVNULL)
+        try:
+            assert wait_for(lambda: len(sink.received) == 1), log.read_text()
+            config.write_text(config.read_text() + "\nfeedz: []\n")
+            assert wait_for(lambda: "keeping the last good config" in log.read_text())
+            assert "did you mean `feeds`" in log.read_text()
+            write_config(tmp_path, [first, second], [{"url": sink.url}], **options)
+            assert wait_for(lambda: len(sink.received) == 2), log.read_text()
+            assert "Rusia meratifikasi" in sink.titles()[-1]
+            write_config(tmp_path, [second], [{"url": sink.url}], **options)
+            daemon.send_signal(signal.SIGHUP)
+            assert wait_for(lambda: "config reloaded" in log.read_text().split("Rusia")[-1])
+            daemon.send_signal(signal.SIGTERM)
+            assert daemon.wait(timeout=30) == 0
+        finally:
+            if daemon.poll() is None:
+                daemon.kill()
+    assert "Traceback" not in log.read_text()
+    assert len(sink.received) == 2
+
+
+def test_systemd_notify_ready_watchdog_and_stopping(
+        tmp_path: Path, feed_server: FeedServer, sink: Sink) -> None:
+    """Under Type=notify the daemon says READY, pings the watchdog, and says STOPPING."""
+    import os
+    import socket
+
+    address = str(tmp_path / "notify.sock")
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    listener.bind(address)
+    listener.settimeout(0.2)
+    feeds = [{"url": feed_server.serve("/ru.xml", render_feed("russian.xml"))}]
+    config = write_config(tmp_path, feeds, [{"url": sink.url}])
+    env = {**os.environ, "NOTIFY_SOCKET": address, "WATCHDOG_USEC": "1000000"}
+    daemon = subprocess.Popen([sys.executable, "-m", "monitor", "--config", str(config), "run"],
+                              env=env, stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+    messages: list[str] = []
+
+    def received(text: str) -> bool:
+        with contextlib.suppress(TimeoutError):
+            messages.append(listener.recv(4096).decode())
+        return any(text in m for m in messages)
+
+    try:
+        assert wait_for(lambda: received("READY=1"))
+        assert wait_for(lambda: received("WATCHDOG=1"))
+        daemon.send_signal(signal.SIGTERM)
+        assert wait_for(lambda: received("STOPPING=1"))
+        assert daemon.wait(timeout=30) == 0
+    finally:
+        listener.close()
+        if daemon.poll() is None:
+            daemon.kill()
