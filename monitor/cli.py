@@ -20,6 +20,7 @@ from monitor import __version__
 from monitor.config import Config, ConfigError, default_config_path, parse_duration
 from monitor.daemon import Daemon
 from monitor.fetcher import Fetcher
+from monitor.health import check_health
 from monitor.logs import setup_logging
 from monitor.matcher import compile_watchlists, match_entry
 from monitor.models import FetchStatus
@@ -77,6 +78,7 @@ async def _run(config: Config, path: Path, once: bool) -> int:
         return await Daemon(rt, path).run()
     try:
         reports = await poll_all(rt, force=True)
+        check_health(rt)
         delivered = await deliver_due(rt)
     finally:
         await rt.close()
@@ -189,14 +191,14 @@ def _status(config: Config) -> int:
         rows = store.feeds()
         configured = {f.url for f in config.feeds}
         print(f"{'feed':40} {'last poll (UTC)':19} {'outcome':12} {'HTTP':>4} {'fails':>5} "
-              f"{'seen':>6}  last error")
+              f"{'seen':>6} {'health':8} last error")
         for row in rows:
             if row.url not in configured:
                 continue
             when = row.last_poll_at.strftime("%Y-%m-%d %H:%M:%S") if row.last_poll_at else "never"
             print(f"{row.name[:40]:40} {when:19} {row.last_status or '-':12} "
                   f"{row.http_status or '-':>4} {row.consecutive_failures:>5} "
-                  f"{row.entries_seen:>6}  {(row.last_error or '')[:80]}")
+                  f"{row.entries_seen:>6} {row.health:8} {(row.last_error or '')[:80]}")
         counts = store.outbox_counts()
         print("outbox: " + ", ".join(f"{n} {state}" for state, n in counts.items()))
     finally:

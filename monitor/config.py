@@ -151,6 +151,16 @@ class DeliveryConfig(_Model):
     timeout: Duration = Field(default=30.0, gt=0)
 
 
+class HealthConfig(_Model):
+    """Notices about feeds that keep failing or have gone quiet, sent to targets with `tag`."""
+
+    tag: str | None = None
+    failing_after: Duration = 6 * 3600.0
+    stale_after: Duration = 3 * 86400.0
+    stale_factor: float = Field(default=10.0, ge=0)
+    interval: Duration = Field(default=300.0, ge=1)
+
+
 class RuleConfig(_Model):
     """all of / any of / none of, over entity names, optionally within a sentence or N words."""
 
@@ -197,6 +207,7 @@ class Config(_Model):
     database: str = ""
     poll: PollConfig = PollConfig()
     delivery: DeliveryConfig = DeliveryConfig()
+    health: HealthConfig = HealthConfig()
     feeds: tuple[FeedConfig, ...] = ()
     notify: tuple[NotifyConfig, ...] = ()
     entities: dict[str, EntityAliases] = Field(default_factory=dict)

@@ -25,6 +25,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from monitor import sdnotify
 from monitor.config import Config, ConfigError, FeedConfig
 from monitor.fetcher import Fetcher
+from monitor.health import check_health
 from monitor.matcher import compile_watchlists
 from monitor.notifier import targets
 from monitor.pipeline import Runtime, deliver_due, open_config, poll
@@ -86,6 +87,7 @@ class Daemon:
         jobs: list[tuple[str, Callable[[], Awaitable[object]], float]] = [
             ("outbox", lambda: deliver_due(self.rt), self.rt.config.delivery.interval),
             ("heartbeat", self._heartbeat, min(self.rt.config.poll.interval, 900.0)),
+            ("health", self._health, self.rt.config.health.interval),
             ("config-watch", self._watch_config, WATCH_SECONDS),
         ]
         period = sdnotify.watchdog_period()
@@ -113,6 +115,10 @@ class Daemon:
                  outbox["pending"], outbox["sent"], outbox["expired"])
         sdnotify.notify(f"STATUS={len(configured)} feeds, {len(failing)} failing, "
                         f"{outbox['pending']} alerts pending")
+
+    async def _health(self) -> None:
+        if await asyncio.to_thread(check_health, self.rt):
+            await deliver_due(self.rt)
 
     async def _watchdog(self) -> None:
         # Pinged from the event loop after a database round trip: a stuck loop or an

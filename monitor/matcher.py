@@ -48,7 +48,7 @@ _SPACELESS = re.compile(
 _WORDS = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]|\w+")
 # Starts with a character class so the regex engine can skip ahead (a lookbehind first is 10x
 # slower); `_ends_sentence` drops the dots of one-letter abbreviations such as "U.S.".
-_SENTENCE_END = re.compile(r"[.!?…]+(?=\s)|[。！？]+|\n+")
+_SENTENCE_END = re.compile(r"[.!?…;]+(?=\s)|[。！？；]+|\n+|\s\|\s")
 _HANGUL = re.compile("[\u1100-\u11ff\u3130-\u318f\ua960-\ua97f\uac00-\ud7af]")
 # Korean particles (and the noun 측, "side") that may follow a whole-word `=` alias.
 _PARTICLE = re.compile(

@@ -205,6 +205,7 @@ class Store:
                 "last_poll_at": now, "last_success_at": now, "last_status": fetch.status.value,
                 "http_status": fetch.http_status, "consecutive_failures": 0, "last_error": None,
                 "next_poll_at": None, "entries_seen": FeedRow.entries_seen + len(items),
+                "failing_since": None,
             }
             if fetch.status is FetchStatus.OK:
                 values.update(etag=fetch.etag, last_modified=fetch.last_modified,
@@ -251,6 +252,27 @@ class Store:
                            published=row.published, language=row.language),
                      list(json.loads(row.matched or "[]"))) for row, url, name in rows]
 
+    def cadence(self, feed_id: int, since: datetime) -> float | None:
+        """Average seconds between the polls that brought a feed new entries since `since`."""
+        with self.transaction() as session:
+            first, last, polls = session.exec(
+                select(func.min(EntryRow.seen_at), func.max(EntryRow.seen_at),
+                       func.count(func.distinct(EntryRow.seen_at)))
+                .where(EntryRow.feed_id == feed_id, col(EntryRow.seen_at) >= since)).one()
+        if not polls or polls < 2 or first is None or last is None:
+            return None
+        return float((last - first).total_seconds()) / (polls - 1)
+
+    def set_health(self, feed_id: int, state: str, notices: Sequence[Draft]) -> None:
+        """Record a feed's new health state and queue its notices, in one transaction."""
+        with self.transaction() as session:
+            session.execute(update(FeedRow).where(col(FeedRow.id) == feed_id)
+                            .values(health=state))
+            for notice in notices:
+                session.add(Delivery(entry_id=None, target=notice.target,
+                                     target_name=notice.target_name, watchlists="health",
+                                     title=notice.title, body=notice.body))
+
     def record_failure(self, feed_id: int, fetch: FetchResult, retry_at: datetime) -> int:
         """Record a failed poll; returns the feed's consecutive failures so far."""
         with self.transaction() as session:
@@ -260,6 +282,7 @@ class Store:
             row.last_status = fetch.status.value
             row.http_status = fetch.http_status
             row.consecutive_failures += 1
+            row.failing_since = row.failing_since or row.last_poll_at
             row.last_error = fetch.error
             row.next_poll_at = retry_at
             return row.consecutive_failures

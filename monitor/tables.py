@@ -55,6 +55,8 @@ class FeedRow(SQLModel, table=True):
     next_poll_at: datetime | None = None
     last_new_entry_at: datetime | None = None
     entries_seen: int = 0
+    failing_since: datetime | None = None
+    health: str = Field(default="ok", max_length=16)
 
 
 class EntryRow(SQLModel, table=True):
@@ -93,7 +95,8 @@ class Delivery(SQLModel, table=True):
     __tablename__ = "outbox"
     __table_args__ = (Index("ix_outbox_due", "status", "next_attempt_at"),)
     id: int | None = Field(default=None, primary_key=True)
-    entry_id: int = Field(foreign_key="entries.id", index=True)
+    # None for notices about monitor itself (a feed failing or gone stale).
+    entry_id: int | None = Field(default=None, foreign_key="entries.id", index=True)
     target: str = Field(max_length=64)
     target_name: str = Field(default="", max_length=256)
     watchlists: str = Field(default="", max_length=1024)

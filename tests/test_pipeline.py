@@ -85,3 +85,40 @@ def test_two_processes_on_one_database_alert_each_story_once(
     assert [run.returncode for run in runs] == [0, 0], errors
     assert not any("locked" in e or "Traceback" in e for e in errors), errors
     assert len(sink.received) == 5, sink.titles()
+
+
+def test_health_notices_when_a_feed_fails_and_recovers(
+        tmp_path: Path, feed_server: FeedServer, sink: Sink) -> None:
+    """With a health tag, a failing feed sends one notice, and another when it recovers."""
+    from monitor.cli import main
+
+    broken = feed_server.serve("/ru.xml", b"nope", status=500)
+    config = write_config(tmp_path, [{"url": broken, "name": "RU wire"}],
+                          [{"url": sink.url, "tags": ["ops"]}],
+                          health={"tag": "ops", "failing_after": "0s"})
+    assert main(["--config", str(config), "run", "--once"]) == 0
+    assert main(["--config", str(config), "run", "--once"]) == 0
+    assert sink.titles() == ["monitor: feed RU wire has been failing for 0.0 h (1 polls)"]
+    feed_server.serve("/ru.xml", render_feed("russian.xml"))
+    assert main(["--config", str(config), "run", "--once"]) == 0
+    assert "monitor: feed RU wire is healthy again" in sink.titles()
+
+
+@pytest.mark.parametrize(("failing_hours", "quiet_days", "cadence_hours", "state"), [
+    (None, 1, 1, "ok"),
+    (7, 1, 1, "failing"),       # failing longer than failing_after (6h)
+    (2, 1, 1, "ok"),            # failing, but not for long yet
+    (None, 4, 1, "stale"),      # 4 days quiet, usual gap 1h
+    (None, 4, 12, "ok"),        # 4 days quiet, but it usually posts twice a day: 10x = 5 days
+    (None, 6, 12, "stale"),
+])
+def test_feed_health_states(failing_hours: float | None, quiet_days: float,
+                            cadence_hours: float, state: str) -> None:
+    """Failing is time without success; stale is quiet for long in absolute and relative terms."""
+    from monitor.config import HealthConfig
+    from monitor.health import feed_health
+    from monitor.tables import FeedRow
+
+    row = FeedRow(url="u", last_new_entry_at=NOW - timedelta(days=quiet_days),
+                  failing_since=NOW - timedelta(hours=failing_hours) if failing_hours else None)
+    assert feed_health(row, cadence_hours * 3600, HealthConfig(), NOW) == state

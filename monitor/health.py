@@ -1,0 +1,68 @@
+"""Feed health: which feeds keep failing or have gone quiet, and notices about them.
+
+A feed is `failing` once its polls have failed without a success for `health.failing_after`,
+and `stale` once it has brought no new entry for both `health.stale_after` and `stale_factor`
+times its usual gap between new entries. Each change of state is logged and, when `health.tag`
+is set, queued as a notice in the outbox for the targets carrying that tag, like any alert.
+A feed is never disabled: it keeps being polled (with backoff while failing).
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+from monitor.config import HealthConfig
+from monitor.store import Draft
+from monitor.tables import FeedRow, utcnow
+
+if TYPE_CHECKING:
+    from monitor.pipeline import Runtime
+
+log = logging.getLogger("monitor")
+CADENCE_WINDOW = timedelta(days=30)
+
+
+def feed_health(row: FeedRow, cadence: float | None, health: HealthConfig,
+                now: datetime) -> str:
+    """`failing`, `stale` or `ok` for one feed's state row."""
+    if row.failing_since and (now - row.failing_since).total_seconds() >= health.failing_after:
+        return "failing"
+    if row.last_new_entry_at is not None:
+        quiet = (now - row.last_new_entry_at).total_seconds()
+        if quiet >= max(health.stale_after, health.stale_factor * (cadence or 0.0)):
+            return "stale"
+    return "ok"
+
+
+def _describe(row: FeedRow, state: str, now: datetime) -> str:
+    if state == "failing" and row.failing_since:
+        hours = (now - row.failing_since).total_seconds() / 3600
+        return (f"feed {row.name} has been failing for {hours:.1f} h "
+                f"({row.consecutive_failures} polls): {row.last_error}")
+    if state == "stale" and row.last_new_entry_at:
+        days = (now - row.last_new_entry_at).total_seconds() / 86400
+        return f"feed {row.name} has brought no new entry for {days:.1f} days"
+    return f"feed {row.name} is healthy again"
+
+
+def check_health(rt: Runtime) -> int:
+    """Update every configured feed's health; returns how many changed state."""
+    health, now = rt.config.health, utcnow()
+    configured = {f.url for f in rt.config.feeds}
+    receivers = [t for t in rt.targets if health.tag and health.tag in t.tags]
+    changed = 0
+    for row in rt.store.feeds():
+        if row.url not in configured or row.id is None:
+            continue
+        state = feed_health(row, rt.store.cadence(row.id, now - CADENCE_WINDOW), health, now)
+        if state == row.health:
+            continue
+        changed += 1
+        text = _describe(row, state, now)
+        (log.warning if state != "ok" else log.info)("health: %s", text)
+        title = f"monitor: {text.split(':')[0]}"
+        notices = [Draft(t.id, t.label, title, text) for t in receivers]
+        rt.store.set_health(row.id, state, notices)
+    return changed
