@@ -12,6 +12,7 @@ import hashlib
 import logging
 import os
 import random
+import socket
 import stat
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ from monitor.workers import ParserPool
 
 log = logging.getLogger("monitor")
 FEED_RETRY_BASE = 60.0
+OWNER = f"{socket.gethostname()}:{os.getpid()}"
 
 
 @dataclass
@@ -89,9 +91,22 @@ def open_config(path: Path | str) -> Config:
     return config
 
 
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, under another user
+        return True
+    return True
+
+
 def build_runtime(config: Config, store: Store, fetcher: Fetcher | None = None) -> Runtime:
     """Compile the watchlists and open what a cycle needs."""
     store.ensure_feeds(config.feeds)
+    freed = store.release_dead(socket.gethostname(), _process_alive)
+    if freed:
+        log.warning("%d alerts claimed by a process that died are due again", freed)
     poll_config = config.poll
     parsers = ParserPool(poll_config.parsers, poll_config.parse_timeout, poll_config.parse_memory)
     return Runtime(config=config, store=store, fetcher=fetcher or Fetcher(poll_config),
@@ -175,6 +190,8 @@ async def poll(feed: FeedConfig, rt: Runtime, force: bool = False) -> PollReport
 
 async def _deliver_one(rt: Runtime, delivery: Delivery) -> str:
     assert delivery.id is not None
+    if not rt.store.claim(delivery.id, OWNER, lease=2 * rt.config.delivery.timeout + 30):
+        return "taken"  # another process is sending it
     target = next((t for t in rt.targets if t.id == delivery.target), None)
     if target is None:
         outcome_error = "target is no longer configured"
@@ -206,7 +223,7 @@ async def _drain(rt: Runtime, rows: Sequence[Delivery]) -> list[str]:
     outcomes: list[str] = []
     for delivery in rows:
         outcomes.append(await _deliver_one(rt, delivery))
-        if outcomes[-1] != "sent":
+        if outcomes[-1] in ("retrying", "expired"):
             # The target is failing: the rest wait until this row's retry time.
             waiting = [d.id for d in rows[len(outcomes):] if d.id is not None]
             rt.store.release(waiting, retry_at(1, rt.config.delivery.retry_base,
@@ -221,9 +238,9 @@ async def deliver_due(rt: Runtime, batch: int = 500) -> DeliveryReport:
     A failure is retried later with backoff, never dropped; a row past `expire_after` is marked
     expired and logged as an error.
     """
-    counts = {"sent": 0, "retrying": 0, "expired": 0}
+    counts = {"sent": 0, "retrying": 0, "expired": 0, "taken": 0}
     while True:
-        due = rt.store.claim_deliveries(lease=2 * rt.config.delivery.timeout + 30, limit=batch)
+        due = rt.store.due_deliveries(limit=batch)
         by_target: dict[str, list[Delivery]] = {}
         for delivery in due:
             by_target.setdefault(delivery.target, []).append(delivery)
@@ -232,7 +249,7 @@ async def deliver_due(rt: Runtime, batch: int = 500) -> DeliveryReport:
         for outcome in (o for outcomes in passes for o in outcomes):
             counts[outcome] += 1
         if len(due) < batch or counts["sent"] == sent_before:
-            return DeliveryReport(**counts)
+            return DeliveryReport(counts["sent"], counts["retrying"], counts["expired"])
 
 
 async def poll_all(rt: Runtime, force: bool = False) -> list[PollReport]:

@@ -10,7 +10,7 @@ written in the same transaction, so an alert is queued exactly when its entry is
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -289,25 +289,45 @@ class Store:
 
     # Outbox ------------------------------------------------------------------------------
 
-    def claim_deliveries(self, lease: float, limit: int = 100) -> list[Delivery]:
-        """Take up to `limit` due pending deliveries for `lease` seconds, oldest first.
+    def due_deliveries(self, limit: int = 100) -> list[Delivery]:
+        """Pending deliveries whose next attempt is due, oldest first (not yet claimed)."""
+        with self.transaction() as session:
+            return list(session.exec(
+                select(Delivery)
+                .where(Delivery.status == DeliveryStatus.PENDING,
+                       col(Delivery.next_attempt_at) <= utcnow())
+                .order_by(col(Delivery.id)).limit(limit)))
 
-        Claimed rows are not due for anyone else until the lease ends, so two processes never
-        send the same alert; if this one dies mid-send, the lease ends and another sends it.
+    def claim(self, delivery_id: int, owner: str, lease: float) -> bool:
+        """Take one due delivery for `lease` seconds; False if another process has it.
+
+        A claimed row is not due for anyone else until the lease ends, so two processes never
+        send the same alert; if the owner dies mid-send, the lease ends (or `release_dead`
+        frees it at the next start) and the alert is sent again: at least once, never lost.
         """
         now = utcnow()
         with self.transaction() as session:
-            rows = list(session.exec(
-                select(Delivery)
-                .where(Delivery.status == DeliveryStatus.PENDING,
+            result: Any = session.execute(
+                update(Delivery)
+                .where(col(Delivery.id) == delivery_id,
+                       col(Delivery.status) == DeliveryStatus.PENDING,
                        col(Delivery.next_attempt_at) <= now)
-                .order_by(col(Delivery.id)).limit(limit)
-                .with_for_update(skip_locked=True)))
-            if rows:
-                session.execute(update(Delivery)
-                                .where(col(Delivery.id).in_([r.id for r in rows]))
-                                .values(next_attempt_at=now + timedelta(seconds=lease)))
-            return rows
+                .values(next_attempt_at=now + timedelta(seconds=lease), claimed_by=owner))
+            return bool(result.rowcount)
+
+    def release_dead(self, host: str, alive: Callable[[int], bool]) -> int:
+        """Free the claims of processes on `host` that no longer run; returns how many."""
+        with self.transaction() as session:
+            rows = session.exec(select(Delivery.id, Delivery.claimed_by).where(
+                Delivery.status == DeliveryStatus.PENDING,
+                col(Delivery.claimed_by).startswith(f"{host}:"))).all()
+            dead = [i for i, owner in rows
+                    if owner and owner.rsplit(":", 1)[1].isdigit()
+                    and not alive(int(owner.rsplit(":", 1)[1]))]
+            if dead:
+                session.execute(update(Delivery).where(col(Delivery.id).in_(dead))
+                                .values(next_attempt_at=utcnow(), claimed_by=None))
+            return len(dead)
 
     def release(self, delivery_ids: Sequence[int], when: datetime) -> None:
         """Give back claimed deliveries that were not attempted; due again at `when`."""

@@ -108,3 +108,4 @@ class Delivery(SQLModel, table=True):
     next_attempt_at: datetime = Field(default_factory=utcnow)
     sent_at: datetime | None = None
     last_error: str | None = Field(default=None, sa_column=Column(Text))
+    claimed_by: str | None = Field(default=None, max_length=128)

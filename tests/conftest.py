@@ -7,6 +7,7 @@ import json
 import re
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -115,6 +116,7 @@ class Sink:
     def __init__(self) -> None:
         self.received: list[dict[str, Any]] = []
         self.failing = False
+        self.delay = 0.0
         owner = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -124,6 +126,7 @@ class Sink:
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 payload = self.rfile.read(length)
+                time.sleep(owner.delay)
                 if owner.failing:
                     self.send_response(503)
                     self.end_headers()
