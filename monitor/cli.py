@@ -82,11 +82,15 @@ async def _run(config: Config, path: Path, once: bool) -> int:
         delivered = await deliver_due(rt)
     finally:
         await rt.close()
-    failed = [r for r in reports if r.status == "error"]
+    failed = [r for r in reports if r.status in ("error", "database error")]
     log.info("cycle done: %d feeds polled, %d failed, %d new entries, %d alerts queued; "
              "%d sent, %d to retry, %d expired", len(reports), len(failed),
              sum(r.new for r in reports), sum(r.queued for r in reports), delivered.sent,
              delivered.retrying, delivered.expired)
+    broken = next((r for r in reports if r.status == "database error"), None)
+    if broken:
+        print(f"monitor: database error: {broken.error}", file=sys.stderr)
+        return EXIT_DATABASE
     return 0
 
 

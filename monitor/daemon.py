@@ -29,6 +29,7 @@ from monitor.health import check_health
 from monitor.matcher import compile_watchlists
 from monitor.notifier import targets
 from monitor.pipeline import Runtime, deliver_due, open_config, poll
+from monitor.store import StoreError
 from monitor.workers import ParserPool
 
 log = logging.getLogger("monitor")
@@ -63,6 +64,8 @@ class Daemon:
             self.in_flight.add(task)
             try:
                 await work()
+            except StoreError as error:
+                log.error("database error, will retry at the next run of this job: %s", error)
             except Exception as error:
                 log.error("scheduled job failed (a bug; the daemon goes on): %r", error)
                 log.debug("traceback", exc_info=error)

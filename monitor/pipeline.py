@@ -25,7 +25,7 @@ from monitor.logs import redact, register_secrets
 from monitor.matcher import Watchlists, compile_watchlists, match_entry
 from monitor.models import Entry, FetchResult, FetchStatus
 from monitor.notifier import Target, render_alert, route, secrets_of, send, targets
-from monitor.store import Draft, Seen, Store
+from monitor.store import Draft, Seen, Store, StoreError
 from monitor.tables import Delivery, FeedRow, utcnow
 from monitor.workers import ParserPool
 
@@ -160,7 +160,20 @@ def _fail(rt: Runtime, feed: FeedConfig, row: FeedRow, fetch: FetchResult) -> Po
 
 
 async def poll(feed: FeedConfig, rt: Runtime, force: bool = False) -> PollReport:
-    """Fetch, parse, dedupe, match and record one feed; alerts are queued, not sent."""
+    """Fetch, parse, dedupe, match and record one feed; alerts are queued, not sent.
+
+    A database failure records nothing (the transaction rolls back), so the same entries are
+    new again at the next poll: nothing is lost.
+    """
+    try:
+        return await _poll(feed, rt, force)
+    except StoreError as error:
+        log.error("feed %s: database error, nothing recorded (the next poll retries): %s",
+                  feed.title, error)
+        return PollReport(feed.title, "database error", error=str(error))
+
+
+async def _poll(feed: FeedConfig, rt: Runtime, force: bool) -> PollReport:
     row = rt.store.feed(feed.url)
     assert row.id is not None
     if not force and row.next_poll_at and row.next_poll_at > utcnow():
@@ -189,6 +202,14 @@ async def poll(feed: FeedConfig, rt: Runtime, force: bool = False) -> PollReport
 
 
 async def _deliver_one(rt: Runtime, delivery: Delivery) -> str:
+    try:
+        return await _send_one(rt, delivery)
+    except StoreError as error:
+        log.error("alert %s: database error, it stays in the outbox: %s", delivery.id, error)
+        return "retrying"
+
+
+async def _send_one(rt: Runtime, delivery: Delivery) -> str:
     assert delivery.id is not None
     if not rt.store.claim(delivery.id, OWNER, lease=2 * rt.config.delivery.timeout + 30):
         return "taken"  # another process is sending it
@@ -240,7 +261,11 @@ async def deliver_due(rt: Runtime, batch: int = 500) -> DeliveryReport:
     """
     counts = {"sent": 0, "retrying": 0, "expired": 0, "taken": 0}
     while True:
-        due = rt.store.due_deliveries(limit=batch)
+        try:
+            due = rt.store.due_deliveries(limit=batch)
+        except StoreError as error:
+            log.error("outbox: database error, delivery postponed: %s", error)
+            return DeliveryReport()
         by_target: dict[str, list[Delivery]] = {}
         for delivery in due:
             by_target.setdefault(delivery.target, []).append(delivery)

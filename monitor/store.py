@@ -135,9 +135,17 @@ class Store:
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:
-        """One transaction: committed on success, rolled back on any error."""
-        with Session(self.engine, expire_on_commit=False) as session, session.begin():
-            yield session
+        """One transaction: committed on success, rolled back on any error.
+
+        Database failures (disk full, lost connection, locked for too long) surface as
+        StoreError with the database's own reason; nothing of the transaction is kept.
+        """
+        try:
+            with Session(self.engine, expire_on_commit=False) as session, session.begin():
+                yield session
+        except SQLAlchemyError as error:
+            reason = str(getattr(error, "orig", None) or error).splitlines()[0]
+            raise StoreError(f"{error.__class__.__name__}: {reason}") from error
 
     def _check_schema(self) -> None:
         with self.transaction() as session:
