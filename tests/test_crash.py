@@ -100,7 +100,7 @@ def test_full_disk_says_what_is_wrong_and_loses_nothing(
         config = write_config(tmp_path, feeds, [{"url": sink.url}],
                               database=f"sqlite:///{disk / 'monitor.db'}")
         command = [sys.executable, "-m", "monitor", "--config", str(config), "run", "--once"]
-        assert subprocess.run(command[:-2] + ["check"], capture_output=True,
+        assert subprocess.run([*command[:-2], "check"], capture_output=True,
                               check=False).returncode == 0
         filler.write_bytes(b"\0" * (16 * 1024**2 - 150 * 1024))  # leaves ~150 KB for the db
         full = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
