@@ -98,7 +98,8 @@ def _entry_from_feedparser(item: Any, feed_url: str, feed_name: str, language: s
         link=safe_link(item.get("link")),
         title=to_text(item.get("title", "") or "", MAX_TITLE),
         summary=summary, content=content,
-        published=_when(item.get("published_parsed") or item.get("updated_parsed")),
+        # dict.get: feedparser's own get() warns when it maps updated_parsed to published.
+        published=_when(dict.get(item, "published_parsed") or dict.get(item, "updated_parsed")),
         language=(detail.get("language") or language or None),
     )
 
