@@ -122,3 +122,22 @@ def test_feed_health_states(failing_hours: float | None, quiet_days: float,
     row = FeedRow(url="u", last_new_entry_at=NOW - timedelta(days=quiet_days),
                   failing_since=NOW - timedelta(hours=failing_hours) if failing_hours else None)
     assert feed_health(row, cadence_hours * 3600, HealthConfig(), NOW) == state
+
+
+def test_alert_undeliverable_past_expiry_is_marked_expired_and_reported(
+        tmp_path: Path, feed_server: FeedServer, sink: Sink,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """A target down beyond expire_after: the alert is marked expired with an error line, and
+    status counts it; it is never silently dropped."""
+    from monitor.cli import main
+
+    sink.failing = True
+    feeds = [{"url": feed_server.serve("/ru.xml", render_feed("russian.xml"))}]
+    config = write_config(tmp_path, feeds, [{"url": sink.url, "name": "desk"}],
+                          delivery={"expire_after": "0.01s", "retry_base": "0.01s"})
+    assert main(["--config", str(config), "run", "--once"]) == 0
+    err = capsys.readouterr().err
+    assert "to desk expired after 1 attempts" in err
+    assert "ERROR" in err
+    assert main(["--config", str(config), "status"]) == 0
+    assert "1 expired" in capsys.readouterr().out
