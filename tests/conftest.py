@@ -41,6 +41,45 @@ def render_feed(name: str, now: datetime | None = None) -> bytes:
     return re.sub(r"\{\{iso_hours_ago:([\d.]+)\}\}", iso, text).encode("utf-8")
 
 
+Handler = Callable[[BaseHTTPRequestHandler], None]
+
+
+def answer(status: int, body: bytes, **headers: str) -> Handler:
+    """A handler sending `body` with `status`; header names use _ for - (Content_Encoding)."""
+    def handle(request: BaseHTTPRequestHandler) -> None:
+        request.send_response(status)
+        for key, value in headers.items():
+            request.send_header(key.replace("_", "-"), value)
+        request.send_header("Content-Length", str(len(body)))
+        request.end_headers()
+        request.wfile.write(body)
+    return handle
+
+
+def trickle(interval: float, count: int) -> Handler:
+    """A handler that promises a large body and sends one byte every `interval` seconds."""
+    def handle(request: BaseHTTPRequestHandler) -> None:
+        request.send_response(200)
+        request.send_header("Content-Length", "1000000")
+        request.end_headers()
+        try:
+            for _ in range(count):
+                request.wfile.write(b"<")
+                request.wfile.flush()
+                time.sleep(interval)
+        except OSError:
+            pass
+    return handle
+
+
+def redirect_loop(request: BaseHTTPRequestHandler) -> None:
+    """A handler redirecting to itself forever."""
+    request.send_response(302)
+    request.send_header("Location", request.path)
+    request.send_header("Content-Length", "0")
+    request.end_headers()
+
+
 @dataclass
 class Route:
     """What the feed server answers on one path."""

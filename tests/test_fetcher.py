@@ -6,14 +6,13 @@ import asyncio
 import gzip
 import time
 import zlib
-from http.server import BaseHTTPRequestHandler
 
 import pytest
 
 from monitor.config import PollConfig
 from monitor.fetcher import Fetcher, parse_retry_after
 from monitor.models import FetchResult, FetchStatus
-from tests.conftest import FeedServer
+from tests.conftest import FeedServer, answer, redirect_loop, trickle
 
 FEED = b'<?xml version="1.0"?><rss version="2.0"><channel><title>t</title></channel></rss>'
 
@@ -48,57 +47,20 @@ def test_conditional_get_turns_into_not_modified(feed_server: FeedServer) -> Non
     assert feed_server.requests[-1][1]["User-Agent"].startswith("monitor/")
 
 
-def _gzip_bomb(handler: BaseHTTPRequestHandler) -> None:
-    body = gzip.compress(b"\0" * 50_000_000, compresslevel=9)
-    handler.send_response(200)
-    handler.send_header("Content-Encoding", "gzip")
-    handler.send_header("Content-Length", str(len(body)))
-    handler.end_headers()
-    handler.wfile.write(body)
-
-
-def _stacked(handler: BaseHTTPRequestHandler) -> None:
-    body = gzip.compress(gzip.compress(FEED))
-    handler.send_response(200)
-    handler.send_header("Content-Encoding", "gzip, gzip")
-    handler.send_header("Content-Length", str(len(body)))
-    handler.end_headers()
-    handler.wfile.write(body)
-
-
-def _raw_deflate(handler: BaseHTTPRequestHandler) -> None:
+def _raw_deflate(body: bytes) -> bytes:
     compressor = zlib.compressobj(wbits=-zlib.MAX_WBITS)
-    body = compressor.compress(FEED) + compressor.flush()
-    handler.send_response(200)
-    handler.send_header("Content-Encoding", "deflate")
-    handler.send_header("Content-Length", str(len(body)))
-    handler.end_headers()
-    handler.wfile.write(body)
+    return compressor.compress(body) + compressor.flush()
 
 
-def _trickle(handler: BaseHTTPRequestHandler) -> None:
-    handler.send_response(200)
-    handler.send_header("Content-Length", "100000")
-    handler.end_headers()
-    try:
-        for _ in range(100):
-            handler.wfile.write(b" ")
-            handler.wfile.flush()
-            time.sleep(0.1)
-    except OSError:
-        pass
-
-
-def _loop(handler: BaseHTTPRequestHandler) -> None:
-    handler.send_response(302)
-    handler.send_header("Location", "/loop")
-    handler.send_header("Content-Length", "0")
-    handler.end_headers()
+GZIP_BOMB = answer(200, gzip.compress(b"\0" * 50_000_000, compresslevel=9),
+                   Content_Encoding="gzip")
+STACKED = answer(200, gzip.compress(gzip.compress(FEED)), Content_Encoding="gzip, gzip")
+RAW_DEFLATE = answer(200, _raw_deflate(FEED), Content_Encoding="deflate")
 
 
 def test_gzip_bomb_is_cut_at_the_size_cap(feed_server: FeedServer) -> None:
     """50 MB of zeros in 50 KB of gzip is refused once decompression passes max_body."""
-    result = fetch(feed_server.serve("/bomb", b"", handler=_gzip_bomb), max_body="1MB")
+    result = fetch(feed_server.serve("/bomb", b"", handler=GZIP_BOMB), max_body="1MB")
     assert result.status is FetchStatus.ERROR
     assert "body larger than 1000000 bytes" in (result.error or "")
 
@@ -112,14 +74,14 @@ def test_plain_body_over_the_cap_is_refused(feed_server: FeedServer) -> None:
 
 def test_stacked_encodings_are_refused(feed_server: FeedServer) -> None:
     """`Content-Encoding: gzip, gzip` is refused with a clear reason."""
-    result = fetch(feed_server.serve("/stacked", b"", handler=_stacked))
+    result = fetch(feed_server.serve("/stacked", b"", handler=STACKED))
     assert result.status is FetchStatus.ERROR
     assert "unsupported Content-Encoding 'gzip, gzip'" in (result.error or "")
 
 
 def test_raw_deflate_is_decoded(feed_server: FeedServer) -> None:
     """A deflate body without the zlib header still decodes."""
-    result = fetch(feed_server.serve("/deflate", b"", handler=_raw_deflate))
+    result = fetch(feed_server.serve("/deflate", b"", handler=RAW_DEFLATE))
     assert result.status is FetchStatus.OK
     assert result.body == FEED
 
@@ -127,7 +89,7 @@ def test_raw_deflate_is_decoded(feed_server: FeedServer) -> None:
 def test_trickling_server_hits_the_total_deadline(feed_server: FeedServer) -> None:
     """A server sending a byte every 100 ms is cut off by the total deadline."""
     started = time.monotonic()
-    result = fetch(feed_server.serve("/trickle", b"", handler=_trickle), timeout=1)
+    result = fetch(feed_server.serve("/trickle", b"", handler=trickle(0.1, 100)), timeout=1)
     assert result.status is FetchStatus.ERROR
     assert "no complete answer within 1s" in (result.error or "")
     assert time.monotonic() - started < 8  # a safety net for the test itself, not a benchmark
@@ -135,7 +97,7 @@ def test_trickling_server_hits_the_total_deadline(feed_server: FeedServer) -> No
 
 def test_redirect_loop_is_an_error(feed_server: FeedServer) -> None:
     """A redirect loop stops at max_redirects with a clear reason."""
-    result = fetch(feed_server.serve("/loop", b"", handler=_loop), max_redirects=3)
+    result = fetch(feed_server.serve("/loop", b"", handler=redirect_loop), max_redirects=3)
     assert result.status is FetchStatus.ERROR
     assert "too many redirects" in (result.error or "")
 

@@ -7,28 +7,23 @@ import resource
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import FeedServer, Sink, render_feed, write_config
+from tests.conftest import (
+    FeedServer,
+    Handler,
+    Sink,
+    answer,
+    redirect_loop,
+    render_feed,
+    trickle,
+    write_config,
+)
 from tests.test_parser import BILLION_LAUGHS, ITEM, QUADRATIC, XXE
 from tests.test_workers import DEEP
-
-Handler = Callable[[BaseHTTPRequestHandler], None]
-
-
-def _send(status: int, body: bytes, **headers: str) -> Handler:
-    def handle(request: BaseHTTPRequestHandler) -> None:
-        request.send_response(status)
-        for key, value in headers.items():
-            request.send_header(key.replace("_", "-"), value)
-        request.send_header("Content-Length", str(len(body)))
-        request.end_headers()
-        request.wfile.write(body)
-    return handle
 
 
 def _huge(request: BaseHTTPRequestHandler) -> None:
@@ -43,60 +38,40 @@ def _huge(request: BaseHTTPRequestHandler) -> None:
         pass
 
 
-def _trickle(request: BaseHTTPRequestHandler) -> None:
-    request.send_response(200)
-    request.send_header("Content-Length", "1000000")
-    request.end_headers()
-    try:
-        for _ in range(60):
-            request.wfile.write(b"<")
-            request.wfile.flush()
-            time.sleep(0.5)
-    except OSError:
-        pass
-
-
 def _hang(request: BaseHTTPRequestHandler) -> None:
     time.sleep(30)
 
 
-def _loop(request: BaseHTTPRequestHandler) -> None:
-    request.send_response(301)
-    request.send_header("Location", request.path)
-    request.send_header("Content-Length", "0")
-    request.end_headers()
-
-
 BOMB = gzip.compress(b" " * 300_000_000, compresslevel=9)
 HOSTILE: dict[str, Handler] = {
-    "/500": _send(500, b"oops"),
-    "/404": _send(404, b"gone"),
-    "/429": _send(429, b"slow down", Retry_After="3600"),
-    "/garbage": _send(200, bytes(range(256)) * 100),
-    "/html": _send(200, b"<!doctype html><html><body><h1>Welcome</h1></body></html>",
+    "/500": answer(500, b"oops"),
+    "/404": answer(404, b"gone"),
+    "/429": answer(429, b"slow down", Retry_After="3600"),
+    "/garbage": answer(200, bytes(range(256)) * 100),
+    "/html": answer(200, b"<!doctype html><html><body><h1>Welcome</h1></body></html>",
                    Content_Type="text/html"),
     "/huge": _huge,
-    "/bomb": _send(200, BOMB, Content_Encoding="gzip"),
-    "/stacked": _send(200, gzip.compress(gzip.compress(b"<rss/>")), Content_Encoding="gzip, gzip"),
-    "/brotli": _send(200, b"\x1b\x03\x00\xf8\xa5\x90", Content_Encoding="br"),
-    "/trickle": _trickle,
+    "/bomb": answer(200, BOMB, Content_Encoding="gzip"),
+    "/stacked": answer(200, gzip.compress(gzip.compress(b"<rss/>")), Content_Encoding="gzip, gzip"),
+    "/brotli": answer(200, b"\x1b\x03\x00\xf8\xa5\x90", Content_Encoding="br"),
+    "/trickle": trickle(0.5, 60),
     "/hang": _hang,
-    "/loop": _loop,
-    "/quadratic": _send(200, QUADRATIC),
-    "/laughs": _send(200, BILLION_LAUGHS),
-    "/xxe": _send(200, XXE),
-    "/nul": _send(200, ITEM % (b"Russia and North Korea\x00", b"https://h.example/nul", b"\x00")),
-    "/badutf8": _send(200, ITEM % (b"Russia \xff and North Korea \xc3", b"https://h.example/u",
+    "/loop": redirect_loop,
+    "/quadratic": answer(200, QUADRATIC),
+    "/laughs": answer(200, BILLION_LAUGHS),
+    "/xxe": answer(200, XXE),
+    "/nul": answer(200, ITEM % (b"Russia and North Korea\x00", b"https://h.example/nul", b"\x00")),
+    "/badutf8": answer(200, ITEM % (b"Russia \xff and North Korea \xc3", b"https://h.example/u",
                                    b"\xed\xa0\x80"),
                       Content_Type="application/rss+xml; charset=utf-8"),
-    "/javascript": _send(200, ITEM % (b"Putin and Kim sign a treaty in Pyongyang",
+    "/javascript": answer(200, ITEM % (b"Putin and Kim sign a treaty in Pyongyang",
                                       b"javascript:alert(document.cookie)", b"x")),
-    "/jsonfeed": _send(200, b'{"version": "https://jsonfeed.org/version/1.1", "title": "j", '
+    "/jsonfeed": answer(200, b'{"version": "https://jsonfeed.org/version/1.1", "title": "j", '
                        b'"items": [{"id": "1", "url": "https://h.example/json", "title": '
                        b'"Lavrov meets Choe Son Hui in Moscow", "content_text": "Russia and '
                        b'North Korea talk."}]}'),
-    "/empty": _send(200, b""),
-    "/deep": _send(200, DEEP),
+    "/empty": answer(200, b""),
+    "/deep": answer(200, DEEP),
 }
 
 
