@@ -135,7 +135,7 @@ class PollConfig(_Model):
     per_host: int = Field(default=4, ge=1, le=100)
     parsers: int = Field(default=0, ge=0, le=64)
     parse_timeout: Duration = Field(default=20.0, gt=0)
-    parse_memory: Size = 1024**3
+    parse_memory: Size = 512 * 1024**2
     backfill: Duration = 6 * 3600.0
     max_age: Duration = 7 * 86400.0
     user_agent: str | None = None

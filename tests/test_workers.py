@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 from monitor.parser import ParsedFeed, parse_feed
 from monitor.workers import ParserPool
@@ -24,11 +25,24 @@ def _parse_all(pool: ParserPool, bodies: list[bytes]) -> list[ParsedFeed]:
     return asyncio.run(go())
 
 
+def slow_parse(body: bytes, *args: object) -> ParsedFeed:
+    """A stand-in parser that never finishes a document marked SLOW."""
+    if body == b"SLOW":
+        time.sleep(3600)
+    return parse_feed(body, *args)  # type: ignore[arg-type]
+
+
 def test_a_document_that_parses_too_long_costs_one_worker_and_a_clear_error() -> None:
-    """A million-deep nesting is cut at the deadline; the next document parses normally."""
-    deep, good = _parse_all(ParserPool(1, timeout=1), [DEEP, GOOD])
-    assert deep.error == "parsing took longer than 1s"
+    """A parse that overruns is cut at the deadline; the next document parses normally."""
+    slow, good = _parse_all(ParserPool(1, timeout=1, parse=slow_parse), [b"SLOW", GOOD])
+    assert slow.error == "parsing took longer than 1s"
     assert [e.title for e in good.entries] == ["Russia and the DPRK"]
+
+
+def test_a_million_deep_nesting_is_refused_quickly() -> None:
+    """The worker refuses a million-deep nesting before feedparser sees it."""
+    (deep,) = _parse_all(ParserPool(1, timeout=30), [DEEP])
+    assert deep.error == "not a feed: elements nested more than 256 deep"
 
 
 def greedy_parse(body: bytes, *args: object) -> ParsedFeed:
