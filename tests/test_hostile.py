@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import contextlib
 import gzip
 import subprocess
 import sys
-import threading
 import time
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
 
+from bench.memory import TreeMemory
 from tests.conftest import (
     FeedServer,
     Handler,
@@ -76,41 +75,14 @@ HOSTILE: dict[str, Handler] = {
 }
 
 
-def _descendants(root: int) -> list[int]:
-    parents: dict[int, int] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            with contextlib.suppress(OSError, IndexError, ValueError):
-                parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1]
-                                               .split()[1])
-    found, frontier = [], [root]
-    while frontier:
-        parent = frontier.pop()
-        children = [pid for pid, ppid in parents.items() if ppid == parent]
-        found += children
-        frontier += children
-    return found
-
-
 def run_measuring_memory(command: list[str]) -> tuple[subprocess.CompletedProcess[str],
                                                        dict[int, int]]:
     """Run `command`; also the peak RSS (VmHWM, kB) of it and each process it started."""
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                text=True)
-    peaks: dict[int, int] = {}
-    output: list[str] = []
-    reader = threading.Thread(target=lambda: output.extend(process.communicate(timeout=300)))
-    reader.start()
-    while reader.is_alive():
-        for pid in [process.pid, *_descendants(process.pid)]:
-            with contextlib.suppress(OSError, ValueError, IndexError):
-                status = Path(f"/proc/{pid}/status").read_text()
-                hwm = int(status.split("VmHWM:")[1].split()[0])
-                peaks[pid] = max(peaks.get(pid, 0), hwm)
-        time.sleep(0.05)
-    reader.join()
-    done = subprocess.CompletedProcess(command, process.returncode, output[0], output[1])
-    return done, peaks
+    with TreeMemory(process.pid) as memory:
+        out, err = process.communicate(timeout=300)
+    return subprocess.CompletedProcess(command, process.returncode, out, err), memory.peaks
 
 
 @pytest.fixture
