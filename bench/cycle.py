@@ -76,9 +76,10 @@ def control(base: str, etag: bool = True, change: float = 0.0) -> None:
 def bench_config(base: str, feeds: int, folder: Path) -> Config:
     """The repo's config (its watchlists) over the benchmark feeds and a fresh database."""
     data = yaml.safe_load((ROOT / "config.yaml").read_text("utf-8"))
+    port = base.rsplit(":", 1)[1]
     data.update(database=f"sqlite:///{folder / 'bench.db'}", notify=[],
-                feeds=[{"url": f"{base}/feed/{i}.xml", "name": f"bench {i}"}
-                       for i in range(feeds)])
+                feeds=[{"url": f"http://127.0.0.{1 + i % 20}:{port}/feed/{i}.xml",
+                        "name": f"bench {i}"} for i in range(feeds)])
     return parse_config(yaml.safe_dump(data, allow_unicode=True), folder / "config.yaml")
 
 
@@ -115,7 +116,7 @@ def parse_floor(bodies: list[bytes]) -> float:
 
 async def measure_cycles(config: Config) -> tuple[dict[str, float], dict[int, int]]:
     """The four monitor cycles and the peak RSS (kB) of each process of the tree."""
-    base = config.feeds[0].url.rsplit("/feed/", 1)[0]
+    base = config.feeds[0].url.rsplit("/feed/", 1)[0]  # 127.0.0.1: feed 0's host
     store = Store(config.database)
     rt = build_runtime(config, store)
     results = {}

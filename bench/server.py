@@ -84,9 +84,12 @@ async def _serve_client(site: FeedSite, reader: asyncio.StreamReader,
         writer.close()
 
 
+HOSTS = [f"127.0.0.{n}" for n in range(1, 21)]  # 20 loopback "hosts", as feeds have many
+
+
 async def serve(port: int, site: FeedSite) -> None:
-    """Serve until killed."""
-    server = await asyncio.start_server(lambda r, w: _serve_client(site, r, w), "127.0.0.1",
+    """Serve until killed, on 20 loopback addresses."""
+    server = await asyncio.start_server(lambda r, w: _serve_client(site, r, w), HOSTS,
                                         port, backlog=1024)
     async with server:
         await server.serve_forever()

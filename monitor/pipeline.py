@@ -185,20 +185,26 @@ async def _poll(feed: FeedConfig, rt: Runtime, force: bool) -> PollReport:
         log.info("feed %s recovered after %d failures", feed.title, row.consecutive_failures)
     body_hash = hashlib.sha256(fetch.body).hexdigest() if fetch.status is FetchStatus.OK else None
     if fetch.status is FetchStatus.NOT_MODIFIED or body_hash == row.body_hash:
-        rt.store.record_poll(row.id, fetch, row.body_hash, [])
+        await asyncio.to_thread(rt.store.record_poll, row.id, fetch, row.body_hash, [])
         log.debug("feed %s unchanged", feed.title)
         return PollReport(feed.title, "unchanged")
     parsed = await rt.parsers.parse(fetch.body, feed.url, feed.name or "", fetch.headers)
     if parsed.error:
         return _fail(rt, feed, row, FetchResult(url=feed.url, status=FetchStatus.ERROR,
                                                http_status=fetch.http_status, error=parsed.error))
-    new = rt.store.unseen(row.id, parsed.entries)
-    items = await asyncio.to_thread(_judge, rt, new, row.last_success_at is None)
-    queued = rt.store.record_poll(row.id, fetch, body_hash, items)
+    # Dedupe, match and record in a thread: the event loop keeps fetching meanwhile.
+    items, queued = await asyncio.to_thread(_record, rt, row, fetch, body_hash, parsed.entries)
     matched = sum(1 for item in items if item.matches)
     log.info("feed %s: %d entries, %d new, %d matched, %d alerts queued", feed.title,
-             len(parsed.entries), len(new), matched, queued)
-    return PollReport(feed.title, "ok", new=len(new), matched=matched, queued=queued)
+             len(parsed.entries), len(items), matched, queued)
+    return PollReport(feed.title, "ok", new=len(items), matched=matched, queued=queued)
+
+
+def _record(rt: Runtime, row: FeedRow, fetch: FetchResult, body_hash: str | None,
+            entries: Sequence[Entry]) -> tuple[list[Seen], int]:
+    assert row.id is not None
+    items = _judge(rt, rt.store.unseen(row.id, entries), row.last_success_at is None)
+    return items, rt.store.record_poll(row.id, fetch, body_hash, items)
 
 
 async def _deliver_one(rt: Runtime, delivery: Delivery) -> str:

@@ -10,6 +10,7 @@ written in the same transaction, so an alert is queued exactly when its entry is
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -100,6 +101,25 @@ def _safe_url(url: str) -> str:
     return f"{scheme}://{credentials.split(':')[0]}:***@{tail}"
 
 
+def _entry_values(feed_id: int, item: Seen, now: datetime) -> dict[str, Any]:
+    entry = item.entry
+    return {"feed_id": feed_id, "key": entry_key(entry), "guid": entry.guid, "link": entry.link,
+            "title": entry.title[:2000], "summary": entry.summary, "content": entry.content,
+            "language": (entry.language or "")[:32] or None, "published": entry.published,
+            "seen_at": now, "matched": json.dumps([m.watchlist for m in item.matches]),
+            "alerted": False}
+
+
+def _insert_new_rows(session: Session, table: type[SQLModel],
+                     rows: list[dict[str, Any]]) -> None:
+    """Insert many rows at once, skipping those whose unique key exists."""
+    dialect = session.get_bind().dialect.name
+    builder: Any = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}.get(dialect)
+    if builder is None:
+        raise StoreError(f"unsupported database {dialect}: use SQLite or PostgreSQL")
+    session.execute(builder(table).on_conflict_do_nothing(), rows)
+
+
 def _insert_new(session: Session, table: type[SQLModel], values: dict[str, Any],
                 returning: Any = None) -> Any:
     """Insert a row unless its unique key exists; the new row's `returning` column (or True),
@@ -120,6 +140,7 @@ class Store:
 
     def __init__(self, url: str):
         self.url = url
+        self._lock = threading.RLock()
         self.engine = _make_engine(url)
         try:
             SQLModel.metadata.create_all(self.engine)
@@ -141,7 +162,10 @@ class Store:
         StoreError with the database's own reason; nothing of the transaction is kept.
         """
         try:
-            with Session(self.engine, expire_on_commit=False) as session, session.begin():
+            # One transaction at a time per process: threads queue here instead of spinning
+            # in SQLite's busy handler.
+            with self._lock, Session(self.engine, expire_on_commit=False) as session, \
+                    session.begin():
                 yield session
         except SQLAlchemyError as error:
             reason = str(getattr(error, "orig", None) or error).splitlines()[0]
@@ -207,8 +231,13 @@ class Store:
         """Record a successful poll and its new entries; returns how many alerts were queued."""
         now, queued = utcnow(), 0
         with self.transaction() as session:
+            plain = [item for item in items if not item.matches]
+            if plain:  # most entries match nothing: one multi-row statement for all of them
+                _insert_new_rows(session, EntryRow, [_entry_values(feed_id, i, now)
+                                                     for i in plain])
             for item in items:
-                queued += self._record_entry(session, feed_id, item, now)
+                if item.matches:
+                    queued += self._record_entry(session, feed_id, item, now)
             values: dict[str, Any] = {
                 "last_poll_at": now, "last_success_at": now, "last_status": fetch.status.value,
                 "http_status": fetch.http_status, "consecutive_failures": 0, "last_error": None,
@@ -225,14 +254,9 @@ class Store:
 
     def _record_entry(self, session: Session, feed_id: int, item: Seen, now: datetime) -> int:
         entry = item.entry
-        entry_id = _insert_new(session, EntryRow, {
-            "feed_id": feed_id, "key": entry_key(entry), "guid": entry.guid, "link": entry.link,
-            "title": entry.title[:2000], "summary": entry.summary, "content": entry.content,
-            "language": (entry.language or "")[:32] or None, "published": entry.published,
-            "seen_at": now,
-            "matched": json.dumps([m.watchlist for m in item.matches]), "alerted": False,
-        }, returning=EntryRow.id)
-        if entry_id is None or not item.matches:
+        entry_id = _insert_new(session, EntryRow, _entry_values(feed_id, item, now),
+                               returning=EntryRow.id)
+        if entry_id is None:
             return 0  # another writer recorded this entry first; its alerts are its own
         fresh = all([_insert_new(session, StoryKey, {"key": key, "entry_id": entry_id,
                                                      "created_at": now}) is not None
