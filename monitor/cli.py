@@ -29,10 +29,11 @@ from monitor.parser import parse_feed
 from monitor.pipeline import build_runtime, deliver_due, open_config, poll_all
 from monitor.report import describe_match, match_record
 from monitor.store import Store, StoreError
-from monitor.tables import utcnow
+from monitor.tables import FeedRow, utcnow
 
 log = logging.getLogger("monitor")
 EXIT_FAILED, EXIT_CONFIG, EXIT_DATABASE = 1, 2, 3
+ALIVE_SECONDS = 180  # three missed heartbeats
 MAX_MATCH_FILE = 50 * 1024**2
 
 
@@ -205,9 +206,24 @@ def _status(config: Config) -> int:
                   f"{row.entries_seen:>6} {row.health:8} {(row.last_error or '')[:80]}")
         counts = store.outbox_counts()
         print("outbox: " + ", ".join(f"{n} {state}" for state, n in counts.items()))
+        _print_instances(store, rows)
     finally:
         store.close()
     return 0
+
+
+def _print_instances(store: Store, feeds: Sequence[FeedRow]) -> None:
+    now = utcnow()
+    for instance in store.instances():
+        quiet = (now - instance.heartbeat_at).total_seconds()
+        if quiet > 7 * 86400:
+            continue
+        state = "alive" if quiet <= ALIVE_SECONDS else "gone"
+        leases = [f.name for f in feeds if f.lease_owner == instance.id
+                  and f.lease_until is not None and f.lease_until > now]
+        print(f"instance {instance.id}: {state}, last heartbeat {quiet:.0f}s ago, "
+              f"started {instance.started_at:%Y-%m-%d %H:%M} UTC, holds {len(leases)} feed "
+              f"leases{': ' + ', '.join(leases[:5]) if leases else ''}")
 
 
 def _dispatch(args: argparse.Namespace) -> int:

@@ -133,6 +133,7 @@ class PollConfig(_Model):
     max_redirects: int = Field(default=5, ge=0, le=20)
     concurrency: int = Field(default=20, ge=1, le=500)
     per_host: int = Field(default=4, ge=1, le=100)
+    lease: Duration = Field(default=120.0, gt=0)
     parsers: int = Field(default=0, ge=0, le=64)
     parse_timeout: Duration = Field(default=20.0, gt=0)
     parse_memory: Size = 512 * 1024**2

@@ -15,25 +15,28 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import os
 import signal
+import socket
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from monitor import sdnotify
+from monitor import __version__, sdnotify
 from monitor.config import Config, ConfigError, FeedConfig
 from monitor.fetcher import Fetcher
 from monitor.health import check_health
 from monitor.matcher import compile_watchlists
 from monitor.notifier import targets
-from monitor.pipeline import Runtime, deliver_due, open_config, poll
+from monitor.pipeline import OWNER, Runtime, deliver_due, open_config, poll
 from monitor.store import StoreError
 from monitor.workers import ParserPool
 
 log = logging.getLogger("monitor")
 GRACE_SECONDS = 30.0
+HEARTBEAT_SECONDS = 60.0
 WATCH_SECONDS = 5.0
 
 
@@ -49,6 +52,7 @@ class Daemon:
 
     def __init__(self, rt: Runtime, config_path: Path):
         self.rt, self.config_path = rt, config_path
+        rt.hold_fraction = 0.5
         self.config_digest = _digest(config_path)
         self.stopping = asyncio.Event()
         self.in_flight: set[asyncio.Task[object]] = set()
@@ -89,7 +93,7 @@ class Daemon:
             self._feed_job(feed, start + timedelta(milliseconds=50 * index))
         jobs: list[tuple[str, Callable[[], Awaitable[object]], float]] = [
             ("outbox", lambda: deliver_due(self.rt), self.rt.config.delivery.interval),
-            ("heartbeat", self._heartbeat, min(self.rt.config.poll.interval, 900.0)),
+            ("heartbeat", self._heartbeat, HEARTBEAT_SECONDS),
             ("health", self._health, self.rt.config.health.interval),
             ("config-watch", self._watch_config, WATCH_SECONDS),
         ]
@@ -109,6 +113,8 @@ class Daemon:
         return work
 
     async def _heartbeat(self) -> None:
+        await asyncio.to_thread(self.rt.store.heartbeat, OWNER, socket.gethostname(),
+                                os.getpid(), __version__)
         rows = await asyncio.to_thread(self.rt.store.feeds)
         configured = {f.url for f in self.rt.config.feeds}
         failing = [r.name for r in rows if r.url in configured and r.consecutive_failures]
@@ -194,12 +200,15 @@ class Daemon:
         sdnotify.notify(f"READY=1\nSTATUS=polling {len(self.rt.config.feeds)} feeds")
         await self.stopping.wait()
         sdnotify.notify("STOPPING=1")
-        self.scheduler.shutdown(wait=False)
+        # Shutting APScheduler down cancels running coroutine jobs: pause it, let them finish,
+        # and only then shut it down.
+        self.scheduler.pause()
         if self.in_flight:
             log.info("waiting for %d running jobs to finish", len(self.in_flight))
             _, pending = await asyncio.wait(set(self.in_flight), timeout=GRACE_SECONDS)
             for task in pending:
                 task.cancel()
+        self.scheduler.shutdown(wait=False)
         await self.rt.close()
         log.info("monitor stopped")
         return 0

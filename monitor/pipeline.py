@@ -19,6 +19,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from sqlalchemy.engine import make_url
+
+from monitor import __version__
 from monitor.config import Config, FeedConfig, load_config
 from monitor.fetcher import Fetcher
 from monitor.logs import redact, register_secrets
@@ -44,6 +47,9 @@ class Runtime:
     parsers: ParserPool
     watchlists: Watchlists
     targets: list[Target]
+    # After polling a feed, keep its lease this share of its interval, so other instances
+    # sharing the database skip it until then (the daemon sets 0.5; a one-shot run 0).
+    hold_fraction: float = 0.0
 
     async def close(self) -> None:
         """Close connections, stop parser workers and release the database."""
@@ -78,8 +84,9 @@ def open_config(path: Path | str) -> Config:
     holding a token can be read by other users."""
     config = load_config(path)
     secrets = [s for n in config.notify for s in secrets_of(n.url)]
-    if "@" in config.database:
-        secrets += secrets_of(config.database)
+    password = make_url(config.database).password if "@" in config.database else None
+    if password:
+        secrets.append(str(password))
     register_secrets(secrets)
     mode = os.stat(path).st_mode
     if mode & (stat.S_IRGRP | stat.S_IROTH):
@@ -107,6 +114,7 @@ def build_runtime(config: Config, store: Store, fetcher: Fetcher | None = None) 
     freed = store.release_dead(socket.gethostname(), _process_alive)
     if freed:
         log.warning("%d alerts claimed by a process that died are due again", freed)
+    store.heartbeat(OWNER, socket.gethostname(), os.getpid(), __version__)
     poll_config = config.poll
     parsers = ParserPool(poll_config.parsers, poll_config.parse_timeout, poll_config.parse_memory)
     return Runtime(config=config, store=store, fetcher=fetcher or Fetcher(poll_config),
@@ -166,18 +174,26 @@ async def poll(feed: FeedConfig, rt: Runtime, force: bool = False) -> PollReport
     new again at the next poll: nothing is lost.
     """
     try:
-        return await _poll(feed, rt, force)
+        row = rt.store.feed(feed.url)
+        assert row.id is not None
+        if not force and row.next_poll_at and row.next_poll_at > utcnow():
+            return PollReport(feed.title, "backing off", error=row.last_error)
+        if not rt.store.claim_feed(row.id, OWNER, rt.config.poll.lease):
+            return PollReport(feed.title, "leased", error=f"polled by {row.lease_owner}")
+        try:
+            # Read again under the lease: another instance may have just polled it.
+            return await _poll(feed, rt, rt.store.feed(feed.url))
+        finally:
+            hold = (feed.interval or rt.config.poll.interval) * rt.hold_fraction
+            rt.store.release_feed(row.id, OWNER, hold)
     except StoreError as error:
         log.error("feed %s: database error, nothing recorded (the next poll retries): %s",
                   feed.title, error)
         return PollReport(feed.title, "database error", error=str(error))
 
 
-async def _poll(feed: FeedConfig, rt: Runtime, force: bool) -> PollReport:
-    row = rt.store.feed(feed.url)
+async def _poll(feed: FeedConfig, rt: Runtime, row: FeedRow) -> PollReport:
     assert row.id is not None
-    if not force and row.next_poll_at and row.next_poll_at > utcnow():
-        return PollReport(feed.title, "backing off", error=row.last_error)
     fetch = await rt.fetcher.fetch(feed.url, row.etag, row.last_modified)
     if fetch.status is FetchStatus.ERROR:
         return _fail(rt, feed, row, fetch)

@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, event, func, update
+from sqlalchemy import Engine, event, func, or_, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlmodel import Session, SQLModel, col, create_engine, select
@@ -32,6 +32,7 @@ from monitor.tables import (
     DeliveryStatus,
     EntryRow,
     FeedRow,
+    InstanceRow,
     Meta,
     StoryKey,
     utcnow,
@@ -143,7 +144,11 @@ class Store:
         self._lock = threading.RLock()
         self.engine = _make_engine(url)
         try:
-            SQLModel.metadata.create_all(self.engine)
+            with self.engine.begin() as connection:
+                if connection.dialect.name == "postgresql":
+                    # Instances starting together would race to create the same tables.
+                    connection.execute(text("SELECT pg_advisory_xact_lock(7270001)"))
+                SQLModel.metadata.create_all(connection)
             self._check_schema()
         except SQLAlchemyError as error:
             raise StoreError(f"cannot use database {_safe_url(url)}: "
@@ -173,10 +178,9 @@ class Store:
 
     def _check_schema(self) -> None:
         with self.transaction() as session:
+            _insert_new(session, Meta, {"key": "schema_version", "value": str(SCHEMA_VERSION)})
             row = session.get(Meta, "schema_version")
-            if row is None:
-                session.add(Meta(key="schema_version", value=str(SCHEMA_VERSION)))
-            elif int(row.value) > SCHEMA_VERSION:
+            if row is not None and int(row.value) > SCHEMA_VERSION:
                 raise StoreError(f"database schema v{row.value} is newer than this monitor "
                                  f"(v{SCHEMA_VERSION}): upgrade monitor")
 
@@ -192,11 +196,14 @@ class Store:
         """Create a row for each configured feed that has none; keep names current."""
         with self.transaction() as session:
             rows = {r.url: r for r in session.exec(select(FeedRow))}
+            missing = [{"url": f.url, "name": f.title, "entries_seen": 0,
+                        "consecutive_failures": 0, "health": "ok"}
+                       for f in feeds if f.url not in rows]
+            if missing:  # another instance may be adding the same feeds right now
+                _insert_new_rows(session, FeedRow, missing)
             for feed in feeds:
                 row = rows.get(feed.url)
-                if row is None:
-                    session.add(FeedRow(url=feed.url, name=feed.title))
-                elif row.name != feed.title:
+                if row is not None and row.name != feed.title:
                     row.name = feed.title
 
     def feed(self, url: str) -> FeedRow:
@@ -305,6 +312,40 @@ class Store:
                                      target_name=notice.target_name, watchlists="health",
                                      title=notice.title, body=notice.body))
 
+    def claim_feed(self, feed_id: int, owner: str, lease: float) -> bool:
+        """Take a feed for `lease` seconds unless another instance holds it."""
+        now = utcnow()
+        with self.transaction() as session:
+            result: Any = session.execute(
+                update(FeedRow)
+                .where(col(FeedRow.id) == feed_id,
+                       or_(col(FeedRow.lease_until).is_(None), col(FeedRow.lease_until) <= now,
+                           col(FeedRow.lease_owner) == owner))
+                .values(lease_owner=owner, lease_until=now + timedelta(seconds=lease)))
+            return bool(result.rowcount)
+
+    def release_feed(self, feed_id: int, owner: str, hold: float) -> None:
+        """End this instance's lease on a feed, keeping it `hold` more seconds."""
+        with self.transaction() as session:
+            session.execute(update(FeedRow).where(col(FeedRow.id) == feed_id,
+                                                  col(FeedRow.lease_owner) == owner)
+                            .values(lease_until=utcnow() + timedelta(seconds=hold)))
+
+    def heartbeat(self, owner: str, host: str, pid: int, version: str) -> None:
+        """Record that this instance is alive."""
+        with self.transaction() as session:
+            row = session.get(InstanceRow, owner)
+            if row is None:
+                session.add(InstanceRow(id=owner, host=host, pid=pid, version=version))
+            else:
+                row.heartbeat_at = utcnow()
+
+    def instances(self) -> list[InstanceRow]:
+        """Every instance that ever used this database, most recent first."""
+        with self.transaction() as session:
+            return list(session.exec(select(InstanceRow)
+                                     .order_by(col(InstanceRow.heartbeat_at).desc())))
+
     def record_failure(self, feed_id: int, fetch: FetchResult, retry_at: datetime) -> int:
         """Record a failed poll; returns the feed's consecutive failures so far."""
         with self.transaction() as session:
@@ -348,18 +389,26 @@ class Store:
             return bool(result.rowcount)
 
     def release_dead(self, host: str, alive: Callable[[int], bool]) -> int:
-        """Free the claims of processes on `host` that no longer run; returns how many."""
+        """Free the alerts and feeds claimed by processes on `host` that no longer run."""
+        def dead(owner: str | None) -> bool:
+            pid = (owner or "").rsplit(":", 1)[-1]
+            return pid.isdigit() and not alive(int(pid))
+
         with self.transaction() as session:
             rows = session.exec(select(Delivery.id, Delivery.claimed_by).where(
                 Delivery.status == DeliveryStatus.PENDING,
                 col(Delivery.claimed_by).startswith(f"{host}:"))).all()
-            dead = [i for i, owner in rows
-                    if owner and owner.rsplit(":", 1)[1].isdigit()
-                    and not alive(int(owner.rsplit(":", 1)[1]))]
-            if dead:
-                session.execute(update(Delivery).where(col(Delivery.id).in_(dead))
+            alerts = [i for i, owner in rows if dead(owner)]
+            if alerts:
+                session.execute(update(Delivery).where(col(Delivery.id).in_(alerts))
                                 .values(next_attempt_at=utcnow(), claimed_by=None))
-            return len(dead)
+            leases = session.exec(select(FeedRow.id, FeedRow.lease_owner).where(
+                col(FeedRow.lease_owner).startswith(f"{host}:"))).all()
+            feeds = [i for i, owner in leases if dead(owner)]
+            if feeds:
+                session.execute(update(FeedRow).where(col(FeedRow.id).in_(feeds))
+                                .values(lease_until=None, lease_owner=None))
+            return len(alerts)
 
     def release(self, delivery_ids: Sequence[int], when: datetime) -> None:
         """Give back claimed deliveries that were not attempted; due again at `when`."""

@@ -57,6 +57,21 @@ class FeedRow(SQLModel, table=True):
     entries_seen: int = 0
     failing_since: datetime | None = None
     health: str = Field(default="ok", max_length=16)
+    # Which instance polls the feed (host:pid) and until when; an expired lease is free.
+    lease_owner: str | None = Field(default=None, max_length=128)
+    lease_until: datetime | None = None
+
+
+class InstanceRow(SQLModel, table=True):
+    """A monitor process using this database, with its last sign of life."""
+
+    __tablename__ = "instances"
+    id: str = Field(primary_key=True, max_length=128)
+    host: str = Field(max_length=256)
+    pid: int
+    started_at: datetime = Field(default_factory=utcnow)
+    heartbeat_at: datetime = Field(default_factory=utcnow)
+    version: str = Field(default="", max_length=32)
 
 
 class EntryRow(SQLModel, table=True):

@@ -248,4 +248,5 @@ def write_config(tmp_path: Path, feeds: list[dict[str, Any]], notify: list[dict[
             config[key] = value
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(config, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    path.chmod(0o600)  # as a config holding tokens should be
     return path
