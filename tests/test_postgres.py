@@ -93,7 +93,7 @@ def test_instances_started_together_alert_each_story_once(
     recorded = [sum(int(line.split(" new, ")[0].rsplit(", ", 1)[1])
                     for line in e.splitlines() if " new, " in line) for e in errors]
     assert sum(recorded) == FEEDS * STORIES  # each entry recorded by exactly one instance
-    assert min(recorded) > 0  # and the work was shared
+    assert sum(n > 0 for n in recorded) >= 2  # and shared (one may start after the rest)
 
 
 def test_killed_instance_work_is_finished_by_later_runs(
