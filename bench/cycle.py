@@ -74,9 +74,11 @@ def control(base: str, etag: bool = True, change: float = 0.0) -> None:
     httpx.post(f"{base}/control", params={"etag": int(etag), "change": change}, timeout=60)
 
 
-def bench_config(base: str, feeds: int, folder: Path) -> Config:
+def bench_config(base: str, feeds: int, folder: Path, concurrency: int = 0) -> Config:
     """The repo's config (its watchlists) over the benchmark feeds and a fresh database."""
     data = yaml.safe_load((ROOT / "config.yaml").read_text("utf-8"))
+    if concurrency:
+        data["poll"]["concurrency"] = concurrency
     port = base.rsplit(":", 1)[1]
     data.update(database=f"sqlite:///{folder / 'bench.db'}", notify=[],
                 feeds=[{"url": f"http://127.0.0.{1 + i % 20}:{port}/feed/{i}.xml",
@@ -138,12 +140,13 @@ async def measure_cycles(config: Config) -> tuple[dict[str, float], dict[int, in
     return results, memory.peaks
 
 
-def run_benchmark(feeds: int, entries: int, latency: float) -> dict[str, Any]:
+def run_benchmark(feeds: int, entries: int, latency: float,
+                  concurrency: int = 0) -> dict[str, Any]:
     """Every figure of one benchmark run."""
     server, base = start_server(feeds, entries, latency)
     try:
         with tempfile.TemporaryDirectory() as folder:
-            config = bench_config(base, feeds, Path(folder))
+            config = bench_config(base, feeds, Path(folder), concurrency)
             cycles, peaks = asyncio.run(measure_cycles(config))
         control(base, etag=False)
         sample = [f.url for f in config.feeds[:min(feeds, NAIVE_SAMPLE)]]
@@ -214,13 +217,15 @@ def main() -> None:
     parser.add_argument("--latency", type=float, default=0.05)
     parser.add_argument("--memory", action="store_true", help="RSS growth over many cycles")
     parser.add_argument("--cycles", type=int, default=500)
+    parser.add_argument("--concurrency", type=int, default=0,
+                        help="override poll.concurrency of config.yaml")
     parser.add_argument("--json", help="also write the figures to this file")
     args = parser.parse_args()
     if args.memory:
         figures = memory_growth(args.cycles, args.feeds if args.feeds != 1000 else 100,
                                 args.entries)
     else:
-        figures = run_benchmark(args.feeds, args.entries, args.latency)
+        figures = run_benchmark(args.feeds, args.entries, args.latency, args.concurrency)
         report(figures)
     if args.json:
         Path(args.json).write_text(json.dumps(figures, indent=1))

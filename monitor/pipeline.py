@@ -28,7 +28,7 @@ from monitor.logs import redact, register_secrets
 from monitor.matcher import Watchlists, compile_watchlists, match_entry
 from monitor.models import Entry, FetchResult, FetchStatus
 from monitor.notifier import Target, render_alert, route, secrets_of, send, targets
-from monitor.store import Draft, Seen, Store, StoreError
+from monitor.store import Draft, Release, Seen, Store, StoreError
 from monitor.tables import Delivery, FeedRow, utcnow
 from monitor.workers import ParserPool
 
@@ -155,13 +155,14 @@ def _feed_tags(rt: Runtime, entry: Entry) -> tuple[str, ...]:
     return feed.tags if feed else ()
 
 
-def _fail(rt: Runtime, feed: FeedConfig, row: FeedRow, fetch: FetchResult) -> PollReport:
+def _fail(rt: Runtime, feed: FeedConfig, row: FeedRow, fetch: FetchResult,
+          release: Release) -> PollReport:
     assert row.id is not None
     failures = row.consecutive_failures + 1
     when = retry_at(failures, FEED_RETRY_BASE, max(rt.config.poll.interval, FEED_RETRY_BASE))
     if fetch.retry_after:
         when = max(when, utcnow() + timedelta(seconds=min(fetch.retry_after, 86400)))
-    rt.store.record_failure(row.id, fetch, when)
+    rt.store.record_failure(row.id, fetch, when, release)
     first = " (started failing)" if failures == 1 else ""
     log.warning("feed %s failed%s, %d in a row: %s", feed.title, first, failures, fetch.error)
     return PollReport(feed.title, "error", error=fetch.error)
@@ -174,42 +175,50 @@ async def poll(feed: FeedConfig, rt: Runtime, force: bool = False) -> PollReport
     new again at the next poll: nothing is lost.
     """
     try:
-        row = rt.store.feed(feed.url)
-        assert row.id is not None
-        if not force and row.next_poll_at and row.next_poll_at > utcnow():
-            return PollReport(feed.title, "backing off", error=row.last_error)
-        if not rt.store.claim_feed(row.id, OWNER, rt.config.poll.lease):
-            return PollReport(feed.title, "leased", error=f"polled by {row.lease_owner}")
+        row = await asyncio.to_thread(rt.store.claim_feed, feed.url, OWNER, rt.config.poll.lease,
+                                      not force)
+        if row is None or row.id is None:
+            return await asyncio.to_thread(_skipped, rt, feed)
+        hold = (feed.interval or rt.config.poll.interval) * rt.hold_fraction
+        release = Release(OWNER, utcnow() + timedelta(seconds=hold))
         try:
-            # Read again under the lease: another instance may have just polled it.
-            return await _poll(feed, rt, rt.store.feed(feed.url))
-        finally:
-            hold = (feed.interval or rt.config.poll.interval) * rt.hold_fraction
-            rt.store.release_feed(row.id, OWNER, hold)
+            return await _poll(feed, rt, row, release)
+        except BaseException:
+            await asyncio.to_thread(rt.store.release_feed, row.id, OWNER, 0)
+            raise
     except StoreError as error:
         log.error("feed %s: database error, nothing recorded (the next poll retries): %s",
                   feed.title, error)
         return PollReport(feed.title, "database error", error=str(error))
 
 
-async def _poll(feed: FeedConfig, rt: Runtime, row: FeedRow) -> PollReport:
+def _skipped(rt: Runtime, feed: FeedConfig) -> PollReport:
+    row = rt.store.feed(feed.url)
+    if row.next_poll_at and row.next_poll_at > utcnow():
+        return PollReport(feed.title, "backing off", error=row.last_error)
+    return PollReport(feed.title, "leased", error=f"polled by {row.lease_owner}")
+
+
+async def _poll(feed: FeedConfig, rt: Runtime, row: FeedRow, release: Release) -> PollReport:
     assert row.id is not None
     fetch = await rt.fetcher.fetch(feed.url, row.etag, row.last_modified)
     if fetch.status is FetchStatus.ERROR:
-        return _fail(rt, feed, row, fetch)
+        return await asyncio.to_thread(_fail, rt, feed, row, fetch, release)
     if row.consecutive_failures:
         log.info("feed %s recovered after %d failures", feed.title, row.consecutive_failures)
     body_hash = hashlib.sha256(fetch.body).hexdigest() if fetch.status is FetchStatus.OK else None
     if fetch.status is FetchStatus.NOT_MODIFIED or body_hash == row.body_hash:
-        await asyncio.to_thread(rt.store.record_poll, row.id, fetch, row.body_hash, [])
+        await asyncio.to_thread(rt.store.record_poll, row.id, fetch, row.body_hash, [], release)
         log.debug("feed %s unchanged", feed.title)
         return PollReport(feed.title, "unchanged")
     parsed = await rt.parsers.parse(fetch.body, feed.url, feed.name or "", fetch.headers)
     if parsed.error:
-        return _fail(rt, feed, row, FetchResult(url=feed.url, status=FetchStatus.ERROR,
-                                               http_status=fetch.http_status, error=parsed.error))
+        failed = FetchResult(url=feed.url, status=FetchStatus.ERROR,
+                             http_status=fetch.http_status, error=parsed.error)
+        return await asyncio.to_thread(_fail, rt, feed, row, failed, release)
     # Dedupe, match and record in a thread: the event loop keeps fetching meanwhile.
-    items, queued = await asyncio.to_thread(_record, rt, row, fetch, body_hash, parsed.entries)
+    items, queued = await asyncio.to_thread(_record, rt, row, fetch, body_hash, parsed.entries,
+                                            release=release)
     matched = sum(1 for item in items if item.matches)
     log.info("feed %s: %d entries, %d new, %d matched, %d alerts queued", feed.title,
              len(parsed.entries), len(items), matched, queued)
@@ -217,10 +226,10 @@ async def _poll(feed: FeedConfig, rt: Runtime, row: FeedRow) -> PollReport:
 
 
 def _record(rt: Runtime, row: FeedRow, fetch: FetchResult, body_hash: str | None,
-            entries: Sequence[Entry]) -> tuple[list[Seen], int]:
+            entries: Sequence[Entry], *, release: Release) -> tuple[list[Seen], int]:
     assert row.id is not None
     items = _judge(rt, rt.store.unseen(row.id, entries), row.last_success_at is None)
-    return items, rt.store.record_poll(row.id, fetch, body_hash, items)
+    return items, rt.store.record_poll(row.id, fetch, body_hash, items, release)
 
 
 async def _deliver_one(rt: Runtime, delivery: Delivery) -> str:

@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, event, func, or_, text, update
+from sqlalchemy import Engine, case, event, func, or_, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlmodel import Session, SQLModel, col, create_engine, select
@@ -53,6 +53,20 @@ class Draft:
     target_name: str
     title: str
     body: str
+
+
+@dataclass(frozen=True)
+class Release:
+    """The end of an instance's lease on a feed: `owner` keeps it until `until`."""
+
+    owner: str
+    until: datetime
+
+
+def _released(release: Release) -> dict[str, Any]:
+    """Column values that end the lease, if this instance still holds it."""
+    return {"lease_until": case((col(FeedRow.lease_owner) == release.owner, release.until),
+                                else_=col(FeedRow.lease_until))}
 
 
 @dataclass(frozen=True)
@@ -234,8 +248,9 @@ class Store:
         return [entry for key, entry in keyed.items() if key not in seen]
 
     def record_poll(self, feed_id: int, fetch: FetchResult, body_hash: str | None,
-                    items: Sequence[Seen]) -> int:
-        """Record a successful poll and its new entries; returns how many alerts were queued."""
+                    items: Sequence[Seen], release: Release | None = None) -> int:
+        """Record a successful poll and its new entries, and end this instance's lease on the
+        feed (`release`), in one transaction; returns how many alerts were queued."""
         now, queued = utcnow(), 0
         with self.transaction() as session:
             plain = [item for item in items if not item.matches]
@@ -256,6 +271,8 @@ class Store:
                               body_hash=body_hash)
             if items:
                 values["last_new_entry_at"] = now
+            if release:
+                values.update(_released(release))
             session.execute(update(FeedRow).where(col(FeedRow.id) == feed_id).values(**values))
         return queued
 
@@ -312,17 +329,23 @@ class Store:
                                      target_name=notice.target_name, watchlists="health",
                                      title=notice.title, body=notice.body))
 
-    def claim_feed(self, feed_id: int, owner: str, lease: float) -> bool:
-        """Take a feed for `lease` seconds unless another instance holds it."""
+    def claim_feed(self, url: str, owner: str, lease: float,
+                   respect_backoff: bool = True) -> FeedRow | None:
+        """Take a feed for `lease` seconds and return its state, unless another instance holds
+        it (or, with `respect_backoff`, it is backing off after failures): then None."""
         now = utcnow()
+        conditions = [col(FeedRow.url) == url,
+                      or_(col(FeedRow.lease_until).is_(None), col(FeedRow.lease_until) <= now,
+                          col(FeedRow.lease_owner) == owner)]
+        if respect_backoff:
+            conditions.append(or_(col(FeedRow.next_poll_at).is_(None),
+                                  col(FeedRow.next_poll_at) <= now))
         with self.transaction() as session:
-            result: Any = session.execute(
-                update(FeedRow)
-                .where(col(FeedRow.id) == feed_id,
-                       or_(col(FeedRow.lease_until).is_(None), col(FeedRow.lease_until) <= now,
-                           col(FeedRow.lease_owner) == owner))
-                .values(lease_owner=owner, lease_until=now + timedelta(seconds=lease)))
-            return bool(result.rowcount)
+            row: FeedRow | None = session.execute(
+                update(FeedRow).where(*conditions)
+                .values(lease_owner=owner, lease_until=now + timedelta(seconds=lease))
+                .returning(FeedRow)).scalar_one_or_none()
+            return row
 
     def release_feed(self, feed_id: int, owner: str, hold: float) -> None:
         """End this instance's lease on a feed, keeping it `hold` more seconds."""
@@ -346,11 +369,15 @@ class Store:
             return list(session.exec(select(InstanceRow)
                                      .order_by(col(InstanceRow.heartbeat_at).desc())))
 
-    def record_failure(self, feed_id: int, fetch: FetchResult, retry_at: datetime) -> int:
-        """Record a failed poll; returns the feed's consecutive failures so far."""
+    def record_failure(self, feed_id: int, fetch: FetchResult, retry_at: datetime,
+                       release: Release | None = None) -> int:
+        """Record a failed poll (and end this instance's lease); returns the feed's consecutive
+        failures so far."""
         with self.transaction() as session:
             row = session.get(FeedRow, feed_id)
             assert row is not None
+            if release and row.lease_owner == release.owner:
+                row.lease_until = release.until
             row.last_poll_at = utcnow()
             row.last_status = fetch.status.value
             row.http_status = fetch.http_status
