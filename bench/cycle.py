@@ -38,7 +38,8 @@ import yaml
 
 from bench.memory import TreeMemory
 from monitor.config import Config, parse_config
-from monitor.pipeline import Runtime, build_runtime, deliver_due, poll_all
+from monitor.outbox import deliver_due
+from monitor.pipeline import Runtime, build_runtime, poll_all
 from monitor.store import Store
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -25,8 +25,9 @@ from monitor.logs import setup_logging
 from monitor.matcher import compile_watchlists, match_entry
 from monitor.models import FetchStatus
 from monitor.notifier import send, targets
+from monitor.outbox import deliver_due
 from monitor.parser import parse_feed
-from monitor.pipeline import build_runtime, deliver_due, open_config, poll_all
+from monitor.pipeline import build_runtime, open_config, poll_all
 from monitor.report import describe_match, match_record
 from monitor.store import Store, StoreError
 from monitor.tables import FeedRow, utcnow

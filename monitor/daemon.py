@@ -30,7 +30,8 @@ from monitor.fetcher import Fetcher
 from monitor.health import check_health
 from monitor.matcher import compile_watchlists
 from monitor.notifier import targets
-from monitor.pipeline import OWNER, Runtime, deliver_due, open_config, poll
+from monitor.outbox import deliver_due
+from monitor.pipeline import OWNER, Runtime, open_config, poll
 from monitor.store import StoreError
 from monitor.workers import ParserPool
 
