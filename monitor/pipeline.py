@@ -8,6 +8,7 @@ trouble: it records the failure, logs one line naming the feed, and returns a `P
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import os
@@ -55,6 +56,8 @@ class Runtime:
         """Close connections, stop parser workers and release the database."""
         await self.fetcher.close()
         self.parsers.close()
+        with contextlib.suppress(StoreError):
+            self.store.retire(OWNER)
         self.store.close()
 
 

@@ -363,6 +363,13 @@ class Store:
             else:
                 row.heartbeat_at = utcnow()
 
+    def retire(self, owner: str) -> None:
+        """Forget an instance that stops cleanly (a killed one stays, shown as gone)."""
+        with self.transaction() as session:
+            row = session.get(InstanceRow, owner)
+            if row is not None:
+                session.delete(row)
+
     def instances(self) -> list[InstanceRow]:
         """Every instance that ever used this database, most recent first."""
         with self.transaction() as session:
