@@ -11,9 +11,11 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import timedelta
+from importlib import resources
 from pathlib import Path
 
 from monitor import __version__
@@ -51,6 +53,8 @@ def _arguments() -> argparse.ArgumentParser:
                         "else ./config.yaml)")
     parser.add_argument("--log-level", default="INFO",
                         choices=["DEBUG", "INFO", "WARNING", "ERROR"], type=str.upper)
+    parser.add_argument("--log-format", default="text", choices=["text", "json"],
+                        help="json: one object a line, for log shippers")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     run = commands.add_parser("run", help="run the daemon (foreground, for systemd)")
     run.add_argument("--once", action="store_true", help="poll every feed once, deliver, exit")
@@ -65,12 +69,33 @@ def _arguments() -> argparse.ArgumentParser:
     backtest.add_argument("--json", action="store_true", help="one JSON object a line")
     commands.add_parser("notify-test", help="send a test message to every target")
     commands.add_parser("status", help="show feed health and the outbox")
+    commands.add_parser("init", help="write the starter config (the bundled default) if there "
+                        "is none")
     return parser
 
 
 def _config_path(args: argparse.Namespace) -> Path:
-    path: Path = args.config or default_config_path()
+    if args.config:
+        path: Path = args.config
+    elif not os.environ.get("MONITOR_CONFIG") and os.environ.get("CONFIGURATION_DIRECTORY"):
+        path = Path(os.environ["CONFIGURATION_DIRECTORY"].split(":")[0]) / "config.yaml"
+    else:
+        path = default_config_path()
     return path
+
+
+def _init(path: Path) -> int:
+    """Write the bundled default config to `path`, never over an existing file."""
+    if path.exists():
+        print(f"monitor: {path} already exists; not overwritten", file=sys.stderr)
+        return EXIT_FAILED
+    default = resources.files("monitor").joinpath("default-config.yaml").read_text("utf-8")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as out:
+        out.write(default)
+    print(f"wrote {path}: add your Apprise targets under `notify`, then `monitor --config "
+          f"{path} check`")
+    return 0
 
 
 async def _run(config: Config, path: Path, once: bool) -> int:
@@ -227,26 +252,28 @@ def _print_instances(store: Store, feeds: Sequence[FeedRow]) -> None:
               f"leases{': ' + ', '.join(leases[:5]) if leases else ''}")
 
 
+_COMMANDS: dict[str, Callable[[Config, Path, argparse.Namespace], int]] = {
+    "check": lambda config, path, args: _check(config),
+    "run": lambda config, path, args: asyncio.run(_run(config, path, args.once)),
+    "match": lambda config, path, args: _match(config, args.source, args.json),
+    "backtest": lambda config, path, args: _backtest(config, args.since, args.watchlist,
+                                                      args.json),
+    "notify-test": lambda config, path, args: asyncio.run(_notify_test(config)),
+    "status": lambda config, path, args: _status(config),
+}
+
+
 def _dispatch(args: argparse.Namespace) -> int:
     path = _config_path(args)
-    config = open_config(path)
-    if args.command == "check":
-        return _check(config)
-    if args.command == "run":
-        return asyncio.run(_run(config, path, args.once))
-    if args.command == "match":
-        return _match(config, args.source, args.json)
-    if args.command == "backtest":
-        return _backtest(config, args.since, args.watchlist, args.json)
-    if args.command == "notify-test":
-        return asyncio.run(_notify_test(config))
-    return _status(config)
+    if args.command == "init":
+        return _init(path)
+    return _COMMANDS[args.command](open_config(path), path, args)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `monitor` command."""
     args = _arguments().parse_args(argv)
-    setup_logging(args.log_level)
+    setup_logging(args.log_level, args.log_format)
     try:
         return _dispatch(args)
     except ConfigError as error:

@@ -6,10 +6,12 @@ every record passes `SecretFilter`, which masks each registered secret wherever 
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
 from collections.abc import Iterable
+from datetime import UTC, datetime
 
 MASK = "***"
 _secrets: set[str] = set()
@@ -29,7 +31,7 @@ def redact(text: str) -> str:
 
 
 class SecretFilter(logging.Filter):
-    """Masks registered secrets in the final message of every record."""
+    """Masks registered secrets in the final message of every record (tracebacks included)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         if _secrets:
@@ -37,14 +39,43 @@ class SecretFilter(logging.Filter):
             cleaned = redact(message)
             if cleaned != message:
                 record.msg, record.args = cleaned, None
+            if record.exc_info:
+                record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
+                record.exc_info = None
         return True
 
 
-def setup_logging(level: str = "INFO") -> None:
-    """Log to stderr; under systemd (JOURNAL_STREAM set) without our own timestamp."""
+# journald reads a "<N>" prefix on each stderr line as the syslog priority of that line.
+_PRIORITY = {logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4, logging.ERROR: 3,
+             logging.CRITICAL: 2}
+
+
+class JournalFormatter(logging.Formatter):
+    """Lines for journald: its own timestamp, our level as a syslog priority prefix."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        priority = _PRIORITY.get(record.levelno, 6)
+        return f"<{priority}>{record.name}: {record.getMessage()}"
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object a line, for log shippers."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return json.dumps({
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(), "logger": record.name,
+            "message": record.getMessage()}, ensure_ascii=False)
+
+
+def setup_logging(level: str = "INFO", style: str = "text") -> None:
+    """Log to stderr: `json`, or text; under systemd (JOURNAL_STREAM set) text becomes journald
+    lines (no duplicate timestamp, levels as journald priorities)."""
     handler = logging.StreamHandler(sys.stderr)
-    if os.environ.get("JOURNAL_STREAM"):
-        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    if style == "json":
+        handler.setFormatter(JsonFormatter())
+    elif os.environ.get("JOURNAL_STREAM"):
+        handler.setFormatter(JournalFormatter())
     else:
         handler.setFormatter(logging.Formatter(
             "%(asctime)s %(levelname)s %(name)s: %(message)s", "%Y-%m-%d %H:%M:%S"))

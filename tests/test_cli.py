@@ -158,3 +158,46 @@ def test_config_with_a_token_readable_by_others_gets_a_warning(
     config.chmod(0o600)
     assert main(["--config", str(config), "check"]) == 0
     assert "readable" not in capsys.readouterr().err
+
+
+def test_init_writes_the_bundled_config_once(tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    """`init` writes the bundled default (mode 600) where asked, and never overwrites."""
+    from tests.conftest import ROOT
+
+    target = tmp_path / "etc" / "config.yaml"
+    assert main(["--config", str(target), "init"]) == 0
+    assert target.read_text("utf-8") == (ROOT / "config.yaml").read_text("utf-8")
+    assert target.stat().st_mode & 0o777 == 0o600
+    assert main(["--config", str(target), "check"]) == 0
+    assert main(["--config", str(target), "init"]) == 1
+    assert "already exists" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("environment", "expected"), [
+    ({"JOURNAL_STREAM": "8:123"}, "<4>monitor: feed closed failed"),
+    ({}, " WARNING monitor: feed closed failed"),
+])
+def test_log_lines_fit_journald_or_a_terminal(tmp_path: Path, environment: dict[str, str],
+                                              expected: str) -> None:
+    """Under systemd a line carries its journald priority and no timestamp; else a timestamp."""
+    import os
+
+    config = write_config(tmp_path, [{"url": "http://127.0.0.1:9/x", "name": "closed"}], [])
+    env = {k: v for k, v in os.environ.items() if k != "JOURNAL_STREAM"} | environment
+    done = subprocess.run([sys.executable, "-m", "monitor", "--config", str(config), "run",
+                           "--once"], capture_output=True, text=True, env=env, timeout=60,
+                          check=False)
+    line = next(x for x in done.stderr.splitlines() if "feed closed failed" in x)
+    assert expected in line
+    assert line.startswith("<4>") is bool(environment)
+
+
+def test_json_log_format(tmp_path: Path) -> None:
+    """--log-format json writes one JSON object a line, naming the feed."""
+    config = write_config(tmp_path, [{"url": "http://127.0.0.1:9/x", "name": "closed"}], [])
+    done = subprocess.run([sys.executable, "-m", "monitor", "--log-format", "json", "--config",
+                           str(config), "run", "--once"], capture_output=True, text=True,
+                          timeout=60, check=False)
+    records = [json.loads(line) for line in done.stderr.splitlines()]
+    assert any(r["level"] == "warning" and "feed closed failed" in r["message"] for r in records)
