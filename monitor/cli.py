@@ -18,6 +18,9 @@ from datetime import timedelta
 from importlib import resources
 from pathlib import Path
 
+from rich.console import Console
+from rich.progress import track
+
 from monitor import __version__
 from monitor.config import Config, ConfigError, default_config_path, parse_duration
 from monitor.daemon import Daemon
@@ -31,12 +34,18 @@ from monitor.outbox import deliver_due
 from monitor.parser import parse_feed
 from monitor.pipeline import build_runtime, open_config, poll_all
 from monitor.report import describe_match, match_record
+from monitor.status import (
+    find_history,
+    gather_status,
+    render_history,
+    render_status,
+    status_json,
+)
 from monitor.store import Store, StoreError
-from monitor.tables import FeedRow, utcnow
+from monitor.tables import utcnow
 
 log = logging.getLogger("monitor")
 EXIT_FAILED, EXIT_CONFIG, EXIT_DATABASE = 1, 2, 3
-ALIVE_SECONDS = 180  # three missed heartbeats
 MAX_MATCH_FILE = 50 * 1024**2
 
 
@@ -68,7 +77,14 @@ def _arguments() -> argparse.ArgumentParser:
     backtest.add_argument("--watchlist", help="only this watchlist")
     backtest.add_argument("--json", action="store_true", help="one JSON object a line")
     commands.add_parser("notify-test", help="send a test message to every target")
-    commands.add_parser("status", help="show feed health and the outbox")
+    status = commands.add_parser("status", help="show feed health, the outbox, watchlists and "
+                                 "instances")
+    status.add_argument("--json", action="store_true", help="one JSON document, for scripts")
+    history = commands.add_parser("history", help="list past matches")
+    history.add_argument("--watchlist", help="only this watchlist")
+    history.add_argument("--since", default="7d", help="how far back (default 7d)")
+    history.add_argument("--grep", help="only matches whose title or summary holds this text")
+    history.add_argument("--json", action="store_true", help="one JSON object a line")
     commands.add_parser("init", help="write the starter config (the bundled default) if there "
                         "is none")
     return parser
@@ -181,7 +197,10 @@ def _backtest(config: Config, since: str, only: str | None, as_json: bool) -> in
         store.close()
     compiled = compile_watchlists(config)
     counts = {"new": 0, "kept": 0, "lost": 0}
-    for entry, before in stored:
+    console = Console(stderr=True)
+    progress = track(stored, description="replaying", console=console, transient=True) \
+        if console.is_terminal and len(stored) > 200 else stored
+    for entry, before in progress:
         now = [m for m in match_entry(entry, compiled) if only in (None, m.watchlist)]
         lost = [w for w in before if only in (None, w) and w not in {m.watchlist for m in now}]
         for match in now:
@@ -216,40 +235,32 @@ async def _notify_test(config: Config) -> int:
     return EXIT_FAILED if failures else 0
 
 
-def _status(config: Config) -> int:
+def _status(config: Config, as_json: bool) -> int:
     store = Store(config.database)
     try:
-        rows = store.feeds()
-        configured = {f.url for f in config.feeds}
-        print(f"{'feed':40} {'last poll (UTC)':19} {'outcome':12} {'HTTP':>4} {'fails':>5} "
-              f"{'seen':>6} {'health':8} last error")
-        for row in rows:
-            if row.url not in configured:
-                continue
-            when = row.last_poll_at.strftime("%Y-%m-%d %H:%M:%S") if row.last_poll_at else "never"
-            print(f"{row.name[:40]:40} {when:19} {row.last_status or '-':12} "
-                  f"{row.http_status or '-':>4} {row.consecutive_failures:>5} "
-                  f"{row.entries_seen:>6} {row.health:8} {(row.last_error or '')[:80]}")
-        counts = store.outbox_counts()
-        print("outbox: " + ", ".join(f"{n} {state}" for state, n in counts.items()))
-        _print_instances(store, rows)
+        status = gather_status(config, store)
     finally:
         store.close()
+    if as_json:
+        print(status_json(status))
+    else:
+        render_status(status, Console())
     return 0
 
 
-def _print_instances(store: Store, feeds: Sequence[FeedRow]) -> None:
-    now = utcnow()
-    for instance in store.instances():
-        quiet = (now - instance.heartbeat_at).total_seconds()
-        if quiet > 7 * 86400:
-            continue
-        state = "alive" if quiet <= ALIVE_SECONDS else "gone"
-        leases = [f.name for f in feeds if f.lease_owner == instance.id
-                  and f.lease_until is not None and f.lease_until > now]
-        print(f"instance {instance.id}: {state}, last heartbeat {quiet:.0f}s ago, "
-              f"started {instance.started_at:%Y-%m-%d %H:%M} UTC, holds {len(leases)} feed "
-              f"leases{': ' + ', '.join(leases[:5]) if leases else ''}")
+def _history(config: Config, args: argparse.Namespace) -> int:
+    try:
+        since = utcnow() - timedelta(seconds=parse_duration(args.since))
+    except ValueError as error:
+        print(f"monitor: --since: {error}", file=sys.stderr)
+        return EXIT_CONFIG
+    store = Store(config.database)
+    try:
+        items = find_history(store, since, args.watchlist, args.grep)
+    finally:
+        store.close()
+    render_history(items, Console(), args.json)
+    return 0
 
 
 _COMMANDS: dict[str, Callable[[Config, Path, argparse.Namespace], int]] = {
@@ -259,7 +270,8 @@ _COMMANDS: dict[str, Callable[[Config, Path, argparse.Namespace], int]] = {
     "backtest": lambda config, path, args: _backtest(config, args.since, args.watchlist,
                                                       args.json),
     "notify-test": lambda config, path, args: asyncio.run(_notify_test(config)),
-    "status": lambda config, path, args: _status(config),
+    "status": lambda config, path, args: _status(config, args.json),
+    "history": lambda config, path, args: _history(config, args),
 }
 
 

@@ -308,6 +308,15 @@ class Store:
                            published=row.published, language=row.language),
                      list(json.loads(row.matched or "[]"))) for row, url, name in rows]
 
+    def matches_since(self, since: datetime) -> list[tuple[EntryRow, str]]:
+        """Entries that matched a watchlist, seen since `since`, newest first, with feed name."""
+        with self.transaction() as session:
+            rows = session.exec(
+                select(EntryRow, FeedRow.name).join(FeedRow, col(FeedRow.id) == EntryRow.feed_id)
+                .where(col(EntryRow.seen_at) >= since, col(EntryRow.matched) != "[]")
+                .order_by(col(EntryRow.seen_at).desc(), col(EntryRow.id).desc()))
+            return [(row, name) for row, name in rows]
+
     def cadence(self, feed_id: int, since: datetime) -> float | None:
         """Average seconds between the polls that brought a feed new entries since `since`."""
         with self.transaction() as session:

@@ -201,3 +201,30 @@ def test_json_log_format(tmp_path: Path) -> None:
                           timeout=60, check=False)
     records = [json.loads(line) for line in done.stderr.splitlines()]
     assert any(r["level"] == "warning" and "feed closed failed" in r["message"] for r in records)
+
+
+def test_status_json_and_history(tmp_path: Path, feed_server: FeedServer, sink: Sink,
+                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """status --json reports feeds, outbox, watchlist counts and instances; history lists past
+    matches, filtered by watchlist and text."""
+    feeds = [{"url": feed_server.serve("/en.xml", render_feed("english.xml")), "name": "EN"},
+             {"url": feed_server.serve("/ru.xml", render_feed("russian.xml")), "name": "RU"}]
+    config = write_config(tmp_path, feeds, [{"url": sink.url}])
+    assert main(["--config", str(config), "run", "--once"]) == 0
+    capsys.readouterr()
+    assert main(["--config", str(config), "status", "--json"]) == 0
+    status = json.loads(capsys.readouterr().out)
+    assert {f["name"]: f["outcome"] for f in status["feeds"]} == {"EN": "ok", "RU": "ok"}
+    assert status["outbox"]["sent"] == 2
+    # three stories matched (one of them too old to alert)
+    assert status["watchlists"]["russia-dprk"] == {"day": 3, "week": 3}
+    assert status["instances"] == []  # the run stopped cleanly
+    assert main(["--config", str(config), "history"]) == 0
+    out = capsys.readouterr().out
+    assert "[russia-dprk] Лавров прибыл в Пхеньян" in out
+    assert "(not alerted: old or a duplicate)" in out  # the 48-hour-old story
+    assert main(["--config", str(config), "history", "--grep", "лавров", "--json"]) == 0
+    lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert [x["feed"] for x in lines] == ["RU"]
+    assert main(["--config", str(config), "history", "--watchlist", "other"]) == 0
+    assert capsys.readouterr().out == ""

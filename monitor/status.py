@@ -1,0 +1,151 @@
+"""Status and history: what `monitor status` and `monitor history` show, as tables or JSON."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta
+
+from rich.console import Console
+from rich.table import Table
+
+from monitor.config import Config
+from monitor.store import Store
+from monitor.tables import utcnow
+
+ALIVE_SECONDS = 180  # three missed heartbeats
+
+
+@dataclass(frozen=True)
+class FeedStatus:
+    """One feed's health as `status` shows it."""
+
+    name: str
+    url: str
+    last_poll: datetime | None
+    outcome: str | None
+    http_status: int | None
+    failures: int
+    last_new_entry: datetime | None
+    entries_seen: int
+    health: str
+    last_error: str | None
+    polled_by: str | None
+
+
+@dataclass(frozen=True)
+class InstanceStatus:
+    """One monitor process using the database."""
+
+    id: str
+    alive: bool
+    heartbeat_age_s: float
+    started_at: datetime
+    leases: int
+
+
+@dataclass(frozen=True)
+class Status:
+    """Everything `monitor status` reports."""
+
+    feeds: list[FeedStatus]
+    outbox: dict[str, int]
+    watchlists: dict[str, dict[str, int]]
+    instances: list[InstanceStatus]
+
+
+@dataclass(frozen=True)
+class HistoryItem:
+    """A past match."""
+
+    seen_at: datetime
+    watchlists: list[str]
+    title: str
+    link: str | None
+    feed: str
+    alerted: bool
+
+
+def gather_status(config: Config, store: Store) -> Status:
+    """Read the state of every configured feed, the outbox, watchlists and instances."""
+    now = utcnow()
+    configured = {f.url for f in config.feeds}
+    rows = [r for r in store.feeds() if r.url in configured]
+    held = {r.url: r.lease_owner for r in rows if r.lease_until and r.lease_until > now}
+    feeds = [FeedStatus(r.name, r.url, r.last_poll_at, r.last_status, r.http_status,
+                        r.consecutive_failures, r.last_new_entry_at, r.entries_seen, r.health,
+                        r.last_error, held.get(r.url)) for r in rows]
+    counts = {w.name: {"day": 0, "week": 0} for w in config.watchlists}
+    for entry, _ in store.matches_since(now - timedelta(days=7)):
+        for name in json.loads(entry.matched):
+            window = counts.setdefault(name, {"day": 0, "week": 0})
+            window["week"] += 1
+            window["day"] += entry.seen_at >= now - timedelta(days=1)
+    instances = []
+    for row in store.instances():
+        age = (now - row.heartbeat_at).total_seconds()
+        if age <= 7 * 86400:
+            instances.append(InstanceStatus(row.id, age <= ALIVE_SECONDS, age, row.started_at,
+                                            sum(owner == row.id for owner in held.values())))
+    return Status(feeds, store.outbox_counts(), counts, instances)
+
+
+def _when(value: datetime | None) -> str:
+    return value.strftime("%Y-%m-%d %H:%M") if value else "never"
+
+
+def status_json(status: Status) -> str:
+    """The status as one JSON document."""
+    return json.dumps(asdict(status), default=lambda v: v.isoformat(), ensure_ascii=False,
+                      indent=1)
+
+
+def render_status(status: Status, console: Console) -> None:
+    """The status as tables."""
+    table = Table(title="feeds (times in UTC)")
+    for column in ("feed", "last poll", "outcome", "HTTP", "fails", "last new entry", "seen",
+                   "health", "last error"):
+        table.add_column(column, overflow="fold")
+    for feed in status.feeds:
+        style = "red" if feed.health == "failing" else "yellow" if feed.failures else ""
+        table.add_row(feed.name, _when(feed.last_poll), feed.outcome or "-",
+                      str(feed.http_status or "-"), str(feed.failures),
+                      _when(feed.last_new_entry), str(feed.entries_seen), feed.health,
+                      (feed.last_error or "")[:80], style=style)
+    console.print(table)
+    console.print("outbox: " + ", ".join(f"{n} {state}" for state, n in status.outbox.items()))
+    for name, window in status.watchlists.items():
+        console.print(f"watchlist {name}: {window['day']} matches in the last day, "
+                      f"{window['week']} in the last week")
+    for instance in status.instances:
+        console.print(f"instance {instance.id}: {'alive' if instance.alive else 'gone'}, last "
+                      f"heartbeat {instance.heartbeat_age_s:.0f}s ago, started "
+                      f"{_when(instance.started_at)} UTC, holds {instance.leases} feed leases")
+
+
+def find_history(store: Store, since: datetime, watchlist: str | None,
+                 grep: str | None) -> list[HistoryItem]:
+    """Past matches since `since`, newest first, optionally of one watchlist or with a text."""
+    items = []
+    needle = (grep or "").casefold()
+    for entry, feed in store.matches_since(since):
+        names = list(json.loads(entry.matched))
+        if watchlist and watchlist not in names:
+            continue
+        if needle and needle not in f"{entry.title}\n{entry.summary}".casefold():
+            continue
+        items.append(HistoryItem(entry.seen_at, names, entry.title, entry.link, feed,
+                                 entry.alerted))
+    return items
+
+
+def render_history(items: list[HistoryItem], console: Console, as_json: bool) -> None:
+    """Past matches as readable lines or one JSON object a line."""
+    for item in items:
+        if as_json:
+            print(json.dumps(asdict(item), default=lambda v: v.isoformat(), ensure_ascii=False))
+        else:
+            alerted = "" if item.alerted else " (not alerted: old or a duplicate)"
+            console.print(f"{_when(item.seen_at)}  [{', '.join(item.watchlists)}] "
+                          f"{item.title}{alerted}\n    {item.link or '(no link)'}  ({item.feed})",
+                          markup=False, highlight=False)
