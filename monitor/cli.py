@@ -244,7 +244,8 @@ def _status(config: Config, as_json: bool) -> int:
     if as_json:
         print(status_json(status))
     else:
-        render_status(status, Console())
+        # In a pipe rich would assume 80 columns and fold every row: give it room.
+        render_status(status, Console(width=None if sys.stdout.isatty() else 200))
     return 0
 
 
