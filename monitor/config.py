@@ -162,6 +162,20 @@ class HealthConfig(_Model):
     interval: Duration = Field(default=300.0, ge=1)
 
 
+class HttpConfig(_Model):
+    """The optional HTTP endpoint (/healthz, /metrics, /feed.xml, /)."""
+
+    listen: str | None = None
+
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, listen: str | None) -> str | None:
+        if listen is not None and not re.match(r"^(\[[0-9a-fA-F:]+\]|[\w.-]*):\d{1,5}$",
+                                                listen):
+            raise ValueError(f"expected HOST:PORT such as 127.0.0.1:8080 (got {listen!r})")
+        return listen
+
+
 class RuleConfig(_Model):
     """all of / any of / none of, over entity names, optionally within a sentence or N words."""
 
@@ -209,6 +223,7 @@ class Config(_Model):
     poll: PollConfig = PollConfig()
     delivery: DeliveryConfig = DeliveryConfig()
     health: HealthConfig = HealthConfig()
+    http: HttpConfig = HttpConfig()
     feeds: tuple[FeedConfig, ...] = ()
     notify: tuple[NotifyConfig, ...] = ()
     entities: dict[str, EntityAliases] = Field(default_factory=dict)

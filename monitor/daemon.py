@@ -33,6 +33,7 @@ from monitor.notifier import targets
 from monitor.outbox import deliver_due
 from monitor.pipeline import OWNER, Runtime, open_config, poll
 from monitor.store import StoreError
+from monitor.web import WebServer, WebState
 from monitor.workers import ParserPool
 
 log = logging.getLogger("monitor")
@@ -181,6 +182,20 @@ class Daemon:
         for url in set(before) - {f.url for f in config.feeds}:
             self.scheduler.remove_job(f"feed:{url}")
 
+    def _start_web(self) -> WebServer | None:
+        listen = self.rt.config.http.listen
+        if not listen:
+            return None
+        state = WebState(self.rt, lambda: self.scheduler.running and not self.stopping.is_set())
+        try:
+            web = WebServer(listen, state)
+        except OSError as error:
+            log.error("http endpoint: cannot listen on %s: %s (the daemon goes on without it)",
+                      listen, error)
+            return None
+        web.start()
+        return web
+
     def stop(self, reason: str) -> None:
         """Stop taking work; in-flight work finishes."""
         if not self.stopping.is_set():
@@ -196,6 +211,7 @@ class Daemon:
                                 lambda: asyncio.ensure_future(self.reload("SIGHUP")))
         self._schedule()
         self.scheduler.start()
+        web = self._start_web()
         log.info("monitor started: %d feeds, %d watchlists, %d targets",
                  len(self.rt.config.feeds), len(self.rt.config.watchlists), len(self.rt.targets))
         sdnotify.notify(f"READY=1\nSTATUS=polling {len(self.rt.config.feeds)} feeds")
@@ -210,6 +226,8 @@ class Daemon:
             for task in pending:
                 task.cancel()
         self.scheduler.shutdown(wait=False)
+        if web is not None:
+            web.stop()
         await self.rt.close()
         log.info("monitor stopped")
         return 0

@@ -13,6 +13,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from monitor import metrics
 from monitor.logs import redact
 from monitor.notifier import send
 from monitor.pipeline import OWNER, Runtime, retry_at
@@ -74,6 +75,7 @@ async def _drain(rt: Runtime, rows: Sequence[Delivery]) -> list[str]:
     outcomes: list[str] = []
     for delivery in rows:
         outcomes.append(await _deliver_one(rt, delivery))
+        metrics.DELIVERIES.labels(outcomes[-1]).inc()
         if outcomes[-1] in ("retrying", "expired"):
             # The target is failing: the rest wait until this row's retry time.
             waiting = [d.id for d in rows[len(outcomes):] if d.id is not None]

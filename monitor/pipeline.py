@@ -22,7 +22,7 @@ from pathlib import Path
 
 from sqlalchemy.engine import make_url
 
-from monitor import __version__
+from monitor import __version__, metrics
 from monitor.config import Config, FeedConfig, load_config
 from monitor.fetcher import Fetcher
 from monitor.logs import register_secrets
@@ -196,6 +196,8 @@ def _skipped(rt: Runtime, feed: FeedConfig) -> PollReport:
 async def _poll(feed: FeedConfig, rt: Runtime, row: FeedRow, release: Release) -> PollReport:
     assert row.id is not None
     fetch = await rt.fetcher.fetch(feed.url, row.etag, row.last_modified)
+    metrics.FETCH_SECONDS.observe(fetch.elapsed)
+    metrics.POLLS.labels(fetch.status.value).inc()
     if fetch.status is FetchStatus.ERROR:
         return await asyncio.to_thread(_fail, rt, feed, row, fetch, release)
     if row.consecutive_failures:
@@ -205,7 +207,8 @@ async def _poll(feed: FeedConfig, rt: Runtime, row: FeedRow, release: Release) -
         await asyncio.to_thread(rt.store.record_poll, row.id, fetch, row.body_hash, [], release)
         log.debug("feed %s unchanged", feed.title)
         return PollReport(feed.title, "unchanged")
-    parsed = await rt.parsers.parse(fetch.body, feed.url, feed.name or "", fetch.headers)
+    with metrics.PARSE_SECONDS.time():
+        parsed = await rt.parsers.parse(fetch.body, feed.url, feed.name or "", fetch.headers)
     if parsed.error:
         failed = FetchResult(url=feed.url, status=FetchStatus.ERROR,
                              http_status=fetch.http_status, error=parsed.error)
@@ -214,6 +217,9 @@ async def _poll(feed: FeedConfig, rt: Runtime, row: FeedRow, release: Release) -
     items, queued = await asyncio.to_thread(_record, rt, row, fetch, body_hash, parsed.entries,
                                             release=release)
     matched = sum(1 for item in items if item.matches)
+    metrics.ENTRIES.inc(len(items))
+    for match in (m for item in items for m in item.matches):
+        metrics.MATCHES.labels(match.watchlist).inc()
     log.info("feed %s: %d entries, %d new, %d matched, %d alerts queued", feed.title,
              len(parsed.entries), len(items), matched, queued)
     return PollReport(feed.title, "ok", new=len(items), matched=matched, queued=queued)
