@@ -22,8 +22,9 @@ from rich.console import Console
 from rich.progress import track
 
 from monitor import __version__
-from monitor.config import Config, ConfigError, default_config_path, parse_duration
+from monitor.config import Config, ConfigError, FeedConfig, default_config_path, parse_duration
 from monitor.daemon import Daemon
+from monitor.feedlist import FeedLink, OpmlError, add_feeds, read_opml, write_opml
 from monitor.fetcher import Fetcher
 from monitor.health import check_health
 from monitor.logs import setup_logging
@@ -85,6 +86,17 @@ def _arguments() -> argparse.ArgumentParser:
     history.add_argument("--since", default="7d", help="how far back (default 7d)")
     history.add_argument("--grep", help="only matches whose title or summary holds this text")
     history.add_argument("--json", action="store_true", help="one JSON object a line")
+    feeds = commands.add_parser("feeds", help="import, export or add feeds")
+    feed_commands = feeds.add_subparsers(dest="feeds_command", required=True,
+                                         parser_class=_Parser)
+    opml_in = feed_commands.add_parser("import", help="add the feeds of an OPML file to the "
+                                       "config (comments and order kept)")
+    opml_in.add_argument("file", type=Path)
+    opml_out = feed_commands.add_parser("export", help="write the feeds as OPML")
+    opml_out.add_argument("-o", "--output", type=Path, help="a file instead of standard output")
+    add = feed_commands.add_parser("add", help="check that URL is a feed, then add it")
+    add.add_argument("url")
+    add.add_argument("--name", help="the name shown in logs and alerts (default: its title)")
     commands.add_parser("init", help="write the starter config (the bundled default) if there "
                         "is none")
     return parser
@@ -264,7 +276,49 @@ def _history(config: Config, args: argparse.Namespace) -> int:
     return 0
 
 
+def _feeds(config: Config, path: Path, args: argparse.Namespace) -> int:
+    if args.feeds_command == "export":
+        text = write_opml(config)
+        if args.output:
+            args.output.write_text(text, encoding="utf-8")
+        else:
+            sys.stdout.write(text)
+        return 0
+    if args.feeds_command == "import":
+        try:
+            links = read_opml(args.file.read_bytes())
+        except (OSError, OpmlError) as error:
+            print(f"monitor: cannot import {args.file}: {error}", file=sys.stderr)
+            return EXIT_FAILED
+    else:
+        links = asyncio.run(_checked_feed(config, args.url, args.name))
+        if not links:
+            return EXIT_FAILED
+    added, skipped = add_feeds(path, links)
+    print(f"{path}: {len(added)} feeds added, {len(skipped)} already there")
+    return 0
+
+
+async def _checked_feed(config: Config, url: str, name: str | None) -> list[FeedLink]:
+    try:
+        FeedConfig(url=url)
+    except ValueError:
+        print(f"monitor: {url} is not an http(s) URL", file=sys.stderr)
+        return []
+    try:
+        body, headers = await _read_source(url, config)
+    except OSError as error:
+        print(f"monitor: cannot fetch {url}: {error}", file=sys.stderr)
+        return []
+    parsed = parse_feed(body, url, "", headers)
+    if parsed.error:
+        print(f"monitor: {url}: {parsed.error}", file=sys.stderr)
+        return []
+    return [FeedLink(url, name or parsed.title or None)]
+
+
 _COMMANDS: dict[str, Callable[[Config, Path, argparse.Namespace], int]] = {
+    "feeds": _feeds,
     "check": lambda config, path, args: _check(config),
     "run": lambda config, path, args: asyncio.run(_run(config, path, args.once)),
     "match": lambda config, path, args: _match(config, args.source, args.json),
