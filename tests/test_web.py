@@ -84,3 +84,14 @@ def test_status_page_renders_in_headless_chromium(daemon_with_http: str, tmp_pat
                     f"{daemon_with_http}/"], capture_output=True, timeout=120, check=False)
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert shot.stat().st_size > 10_000  # a rendered page, not a blank one
+
+
+def test_healthz_is_503_when_the_scheduler_is_not_running() -> None:
+    """/healthz answers 503 with the reason once the scheduler has stopped."""
+    from monitor.web import WebState, make_app
+
+    app = make_app(WebState(runtime=None, scheduler_running=lambda: False))
+    answers: list[str] = []
+    body = b"".join(app({"PATH_INFO": "/healthz"}, lambda status, headers: answers.append(status)))
+    assert answers == ["503 Service Unavailable"]
+    assert body == b"scheduler not running\n"
