@@ -13,10 +13,11 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import timedelta
 from importlib import resources
 from pathlib import Path
+from typing import TypeVar
 
 from rich.console import Console
 from rich.progress import track
@@ -47,6 +48,7 @@ from monitor.tables import utcnow
 
 log = logging.getLogger("monitor")
 EXIT_FAILED, EXIT_CONFIG, EXIT_DATABASE = 1, 2, 3
+T = TypeVar("T")
 MAX_MATCH_FILE = 50 * 1024**2
 
 
@@ -173,6 +175,14 @@ async def _read_source(source: str, config: Config) -> tuple[bytes, dict[str, st
     return path.read_bytes(), {}
 
 
+def _with_progress(items: list[T], description: str) -> Iterable[T]:
+    """`items`, with a progress bar on a terminal when there are many; quiet in pipes."""
+    console = Console(stderr=True)
+    if console.is_terminal and len(items) > 50:
+        return track(items, description=description, console=console, transient=True)
+    return items
+
+
 def _match(config: Config, source: str, as_json: bool) -> int:
     try:
         body, headers = asyncio.run(_read_source(source, config))
@@ -209,10 +219,7 @@ def _backtest(config: Config, since: str, only: str | None, as_json: bool) -> in
         store.close()
     compiled = compile_watchlists(config)
     counts = {"new": 0, "kept": 0, "lost": 0}
-    console = Console(stderr=True)
-    progress = track(stored, description="replaying", console=console, transient=True) \
-        if console.is_terminal and len(stored) > 200 else stored
-    for entry, before in progress:
+    for entry, before in _with_progress(stored, "replaying"):
         now = [m for m in match_entry(entry, compiled) if only in (None, m.watchlist)]
         lost = [w for w in before if only in (None, w) and w not in {m.watchlist for m in now}]
         for match in now:
@@ -294,7 +301,7 @@ def _feeds(config: Config, path: Path, args: argparse.Namespace) -> int:
         links = asyncio.run(_checked_feed(config, args.url, args.name))
         if not links:
             return EXIT_FAILED
-    added, skipped = add_feeds(path, links)
+    added, skipped = add_feeds(path, _with_progress(links, "importing"))
     print(f"{path}: {len(added)} feeds added, {len(skipped)} already there")
     return 0
 

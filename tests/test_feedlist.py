@@ -75,3 +75,34 @@ def test_feeds_add_checks_the_url_is_a_feed(config_copy: Path, feed_server: Feed
     feed = load_config(config_copy).feeds[-1]
     assert (feed.url, feed.name) == (good, "Новости")
     assert config_copy.stat().st_mode & 0o777 == 0o600
+
+
+def test_import_shows_progress_on_a_terminal_and_not_in_a_pipe(
+        config_copy: Path, tmp_path: Path) -> None:
+    """A long import draws a progress bar on a terminal (stderr a pty), nothing in a pipe."""
+    import os
+    import subprocess
+    import sys
+
+    opml = tmp_path / "reader.opml"
+    opml.write_bytes(_opml(300))
+    command = [sys.executable, "-m", "monitor", "--config", str(config_copy), "feeds",
+               "import", str(opml)]
+    master, slave = os.openpty()
+    done = subprocess.run(command, stderr=slave, stdout=subprocess.PIPE, timeout=60, check=False)
+    os.close(slave)
+    drawn = b""
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        drawn += chunk
+    os.close(master)
+    assert done.returncode == 0
+    assert b"importing" in drawn
+    config_copy.write_text((ROOT / "config.yaml").read_text("utf-8"), "utf-8")
+    piped = subprocess.run(command, capture_output=True, timeout=60, check=False)
+    assert b"importing" not in piped.stderr
