@@ -48,7 +48,12 @@ async def _send_one(rt: Runtime, delivery: Delivery) -> str:
     if target is None:
         outcome_error = "target is no longer configured"
     else:
-        outcome = await send(target, delivery.title, delivery.body, rt.config.delivery.timeout)
+        body = delivery.body
+        if delivery.entry_id is not None:
+            others = await asyncio.to_thread(rt.store.story_sources, delivery.entry_id)
+            if others:
+                body += f"\n\nAlso reported by: {', '.join(others)}"
+        outcome = await send(target, delivery.title, body, rt.config.delivery.timeout)
         if outcome.ok:
             rt.store.mark_sent(delivery.id)
             log.info("alert %d sent to %s: %s", delivery.id, target.label, delivery.title)

@@ -23,6 +23,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlmodel import Session, SQLModel, col, create_engine, select
 
+from monitor import clustering
 from monitor.config import FeedConfig
 from monitor.dedupe import entry_key, story_keys
 from monitor.models import Entry, FetchResult, FetchStatus, Match
@@ -35,6 +36,7 @@ from monitor.tables import (
     InstanceRow,
     Meta,
     StoryKey,
+    StoryRow,
     utcnow,
 )
 
@@ -282,12 +284,21 @@ class Store:
                                returning=EntryRow.id)
         if entry_id is None:
             return 0  # another writer recorded this entry first; its alerts are its own
+        keys = story_keys(entry)
         fresh = all([_insert_new(session, StoryKey, {"key": key, "entry_id": entry_id,
                                                      "created_at": now}) is not None
-                     for key in story_keys(entry)])
-        if not fresh or not item.drafts:
+                     for key in keys])
+        story = self._known_story(session, keys) if not fresh else \
+            self._similar_story(session, entry, now) if item.drafts else None
+        if story is not None or not item.drafts:
+            session.execute(update(EntryRow).where(col(EntryRow.id) == entry_id)
+                            .values(story_id=story))  # a later report of a known story
             return 0
-        session.execute(update(EntryRow).where(col(EntryRow.id) == entry_id).values(alerted=True))
+        story_row = StoryRow(created_at=now, title=entry.title, summary=entry.summary[:600])
+        session.add(story_row)
+        session.flush()
+        session.execute(update(EntryRow).where(col(EntryRow.id) == entry_id)
+                        .values(alerted=True, story_id=story_row.id))
         watchlists = ",".join(m.watchlist for m in item.matches)
         for draft in item.drafts:
             session.add(Delivery(entry_id=entry_id, target=draft.target,
@@ -295,6 +306,36 @@ class Store:
                                  title=draft.title, body=draft.body, created_at=now,
                                  next_attempt_at=now))
         return len(item.drafts)
+
+    def _known_story(self, session: Session, keys: Sequence[str]) -> int | None:
+        """The story of the entry that first claimed one of these story keys."""
+        if not keys:
+            return None
+        story: int | None = session.exec(
+            select(EntryRow.story_id).join(StoryKey, col(StoryKey.entry_id) == EntryRow.id)
+            .where(col(StoryKey.key).in_(keys), col(EntryRow.story_id).is_not(None))).first()
+        return story
+
+    def _similar_story(self, session: Session, entry: Entry, now: datetime) -> int | None:
+        """A story of the last `clustering.WINDOW` that this entry reports again, if any."""
+        candidates = session.exec(select(StoryRow).where(
+            col(StoryRow.created_at) >= now - clustering.WINDOW))
+        for story in candidates:
+            if clustering.same_story(entry.title, entry.summary, story.title, story.summary):
+                return story.id
+        return None
+
+    def story_sources(self, entry_id: int) -> list[str]:
+        """Names of the other feeds that reported the story of entry `entry_id`."""
+        with self.transaction() as session:
+            own = session.get(EntryRow, entry_id)
+            if own is None or own.story_id is None:
+                return []
+            names = session.exec(
+                select(FeedRow.name).join(EntryRow, col(EntryRow.feed_id) == FeedRow.id)
+                .where(EntryRow.story_id == own.story_id, col(EntryRow.feed_id) != own.feed_id)
+                .order_by(col(EntryRow.id)))
+            return list(dict.fromkeys(names))
 
     def entries_since(self, since: datetime) -> list[tuple[Entry, list[str]]]:
         """Entries seen since `since`, oldest first, with the watchlists they matched then."""

@@ -93,6 +93,18 @@ class EntryRow(SQLModel, table=True):
     seen_at: datetime = Field(default_factory=utcnow, index=True)
     matched: str = Field(default="", max_length=1024)
     alerted: bool = False
+    # The story this entry belongs to (entries of other feeds reporting it join it).
+    story_id: int | None = Field(default=None, foreign_key="stories.id", index=True)
+
+
+class StoryRow(SQLModel, table=True):
+    """A story: the entry that alerted first, and every entry that reported it since."""
+
+    __tablename__ = "stories"
+    id: int | None = Field(default=None, primary_key=True)
+    created_at: datetime = Field(default_factory=utcnow, index=True)
+    title: str = Field(default="", sa_column=Column(Text))
+    summary: str = Field(default="", sa_column=Column(Text))
 
 
 class StoryKey(SQLModel, table=True):

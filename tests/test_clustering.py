@@ -1,0 +1,93 @@
+"""Story clustering: one alert per story across outlets, naming the outlets; distinct stories
+stay distinct."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from monitor.cli import main
+from monitor.clustering import same_story
+from tests.conftest import FeedServer, Sink, write_config
+
+TITLES = [
+    "Putin and Kim Jong Un sign mutual defence pact in Pyongyang",
+    "Putin, Kim sign defence pact in Pyongyang - Wire",
+    "Putin and Kim sign mutual defence pact in Pyongyang | World Desk",
+    "Putin and Kim Jong Un sign defence pact in Pyongyang — Daily",
+    "PUTIN AND KIM JONG UN SIGN MUTUAL DEFENCE PACT IN PYONGYANG",
+    "Putin, Kim Jong Un sign mutual defence pact in Pyongyang: report",
+    "Putin and Kim Jong Un sign a mutual defence pact in Pyongyang",
+    "Putin & Kim Jong Un sign mutual defence pact in Pyongyang",
+    "Putin and Kim Jong-un sign mutual defence pact in Pyongyang",
+    "Putin and Kim Jong Un sign mutual defense pact in Pyongyang",
+    "In Pyongyang, Putin and Kim Jong Un sign mutual defence pact",
+    "Putin and Kim Jong Un sign mutual defence pact in Pyongyang (update)",
+]
+
+
+@pytest.mark.parametrize(("first", "second", "same"), [
+    (TITLES[0], TITLES[1], True),
+    (TITLES[0], TITLES[10], True),
+    ("북한, 러시아와 군사협력 강화", "북한·러시아 군사협력 강화 합의", True),
+    ("Putin and Kim sign defence pact in Pyongyang",
+     "Putin hosts Kim Jong Un in Vladivostok for talks on arms", False),
+    ("Russia and North Korea sign accord 12 on fisheries",
+     "Russia and North Korea sign accord 13 on fisheries", False),  # numbers differ
+])
+def test_same_story_by_headline(first: str, second: str, same: bool) -> None:
+    """Alike headlines (outlet suffixes, case, punctuation aside) are one story; headlines with
+    other facts or other numbers are not."""
+    assert same_story(first, "", second, "") is same
+
+
+def test_same_wire_copy_is_one_story_despite_different_headlines() -> None:
+    """Two outlets running the same wire copy under their own headlines report one story."""
+    copy = ("Russian President Vladimir Putin and North Korean leader Kim Jong Un signed a "
+            "treaty on Wednesday obliging each side to help the other if attacked.")
+    assert same_story("Historic pact signed", copy, "Moscow and Pyongyang seal alliance",
+                      copy + " Officials said.")
+
+
+def _feed(index: int, title: str, link: str) -> bytes:
+    return (f'<rss version="2.0"><channel><title>Outlet {index}</title><item><title>{title}'
+            f"</title><link>{link}</link><guid>o{index}-1</guid>"
+            f"<description>{title}.</description></item></channel></rss>").encode()
+
+
+def test_twelve_outlets_one_story_give_one_alert_naming_them(
+        tmp_path: Path, feed_server: FeedServer, sink: Sink) -> None:
+    """Twelve feeds carry one story (varied titles, tracking-parameter links) and one carries
+    another: two alerts, the first naming the other eleven outlets."""
+    feeds = []
+    for index, title in enumerate(TITLES):
+        link = f"https://news.example.com/pact?utm_source=feed{index}&fbclid=x{index}"
+        feeds.append({"url": feed_server.serve(f"/o{index}.xml", _feed(index, title, link)),
+                      "name": f"Outlet {index}"})
+    other = _feed(99, "Lavrov meets Choe Son Hui in Moscow on tourism links",
+                  "https://other.example.org/lavrov")
+    feeds.append({"url": feed_server.serve("/other.xml", other), "name": "Other outlet"})
+    config = write_config(tmp_path, feeds, [{"url": sink.url}])
+    assert main(["--config", str(config), "run", "--once"]) == 0
+    assert len(sink.received) == 2, sink.titles()
+    pact = next(m for m in sink.received if "pact" in m["title"])
+    named = [f"Outlet {i}" for i in range(12) if f"Outlet {i}" in pact["message"]]
+    assert len(named) >= 10, pact["message"]
+
+
+def test_alike_stories_a_week_apart_stay_two(tmp_path: Path, feed_server: FeedServer,
+                                             sink: Sink) -> None:
+    """A story like one alerted a week ago (other link) is a new story and alerts again."""
+    feeds = [{"url": feed_server.serve("/a.xml", _feed(1, TITLES[0], "https://a.example/1")),
+              "name": "A"}]
+    config = write_config(tmp_path, feeds, [{"url": sink.url}])
+    assert main(["--config", str(config), "run", "--once"]) == 0
+    with sqlite3.connect(tmp_path / "monitor.db") as db:
+        db.execute("update stories set created_at = datetime(created_at, '-7 days')")
+    feed_server.serve("/a.xml", _feed(1, TITLES[0], "https://a.example/1")
+                      .replace(b"</channel>", b"<item><title>" + TITLES[2].encode() +
+                               b"</title><link>https://a.example/2</link></item></channel>"))
+    assert main(["--config", str(config), "run", "--once"]) == 0
+    assert len(sink.received) == 2
