@@ -15,8 +15,12 @@ from datetime import timedelta
 from monitor.dedupe import normalise_title
 
 WINDOW = timedelta(hours=48)
-TITLE_RESEMBLANCE = 0.5
-COPY_RESEMBLANCE = 0.6
+# Conservative on purpose: headlines about one pair of countries share many words, and merging
+# two stories would hide one (a missed story is worse than a second alert). Measured: variants
+# of one headline score 0.8-1.0; "… sign agreement on rail transport" against "… on fisheries"
+# scores 0.64, "Putin meets Kim in Pyongyang" against "… in Vladivostok" 0.56.
+TITLE_RESEMBLANCE = 0.8
+COPY_RESEMBLANCE = 0.8
 MIN_COPY = 80
 _NUMBER = re.compile(r"\d+")
 _OUTLET = re.compile(r"\s+[-–—|:]\s+[^-–—|:]{2,40}$")

@@ -29,11 +29,16 @@ TITLES = [
 
 
 @pytest.mark.parametrize(("first", "second", "same"), [
-    (TITLES[0], TITLES[1], True),
     (TITLES[0], TITLES[10], True),
-    ("북한, 러시아와 군사협력 강화", "북한·러시아 군사협력 강화 합의", True),
+    (TITLES[0], TITLES[9], True),  # defence / defense
+    ("북한·러시아, 군사협력 강화 합의 - 연합뉴스", "북한·러시아 군사협력 강화 합의", True),
     ("Putin and Kim sign defence pact in Pyongyang",
      "Putin hosts Kim Jong Un in Vladivostok for talks on arms", False),
+    ("Russia and North Korea sign agreement on rail transport",
+     "Russia and North Korea sign agreement on fisheries", False),
+    ("Russia and North Korea expand trade ties", "Russia and North Korea expand military ties",
+     False),
+    ("Putin meets Kim Jong Un in Pyongyang", "Putin meets Kim Jong Un in Vladivostok", False),
     ("Russia and North Korea sign accord 12 on fisheries",
      "Russia and North Korea sign accord 13 on fisheries", False),  # numbers differ
 ])
