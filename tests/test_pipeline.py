@@ -134,7 +134,7 @@ def test_alert_undeliverable_past_expiry_is_marked_expired_and_reported(
     sink.failing = True
     feeds = [{"url": feed_server.serve("/ru.xml", render_feed("russian.xml"))}]
     config = write_config(tmp_path, feeds, [{"url": sink.url, "name": "desk"}],
-                          delivery={"expire_after": "0.01s", "retry_base": "0.01s"})
+                          delivery={"expire_after": "1ms", "retry_base": "0.01s"})
     assert main(["--config", str(config), "run", "--once"]) == 0
     err = capsys.readouterr().err
     assert "to desk expired after 1 attempts" in err
