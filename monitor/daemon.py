@@ -156,6 +156,8 @@ class Daemon:
         if config.database != self.rt.config.database:
             log.warning("config reload: a new database takes effect only after a restart")
             config = config.model_copy(update={"database": self.rt.config.database})
+        if config.http != self.rt.config.http:
+            log.warning("config reload: a new http.listen takes effect only after a restart")
         self._apply(config)
         log.info("config reloaded (%s): %d feeds, %d watchlists, %d targets", reason,
                  len(config.feeds), len(config.watchlists), len(self.rt.targets))
