@@ -7,7 +7,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from tests.conftest import FeedServer, Sink, render_feed, write_config
@@ -22,6 +22,19 @@ def wait_for(condition: Callable[[], bool], seconds: float = 30) -> bool:
     return False
 
 
+@contextlib.contextmanager
+def running_daemon(config: Path, log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """`monitor run` on `config`, logging to `log`; killed at the end if still running."""
+    with log.open("w") as stderr:
+        daemon = subprocess.Popen([sys.executable, "-m", "monitor", "--config", str(config), "run"],
+                                  stderr=stderr, stdout=subprocess.DEVNULL)
+        try:
+            yield daemon
+        finally:
+            if daemon.poll() is None:
+                daemon.kill()
+
+
 def test_daemon_polls_on_schedule_alerts_new_items_and_stops_on_sigterm(
         tmp_path: Path, feed_server: FeedServer, sink: Sink) -> None:
     """`monitor run` alerts at start, alerts an item added later, survives a broken feed, and
@@ -34,22 +47,16 @@ def test_daemon_polls_on_schedule_alerts_new_items_and_stops_on_sigterm(
     config = write_config(tmp_path, feeds, [{"url": sink.url}], poll={"jitter": 0},
                           delivery={"interval": "1s"})
     log = tmp_path / "daemon.log"
-    with log.open("w") as stderr:
-        daemon = subprocess.Popen([sys.executable, "-m", "monitor", "--config", str(config), "run"],
-                                  stderr=stderr, stdout=subprocess.DEVNULL)
-        try:
-            assert wait_for(lambda: len(sink.received) == 1), log.read_text()
-            extra = render_feed("russian.xml").replace(b"<item>", """<item>
-              <title>Россия и КНДР подписали соглашение о туризме</title>
-              <link>https://ru.example.com/politics/tourism</link></item><item>""".encode(), 1)
-            feed_server.serve("/ru.xml", extra)
-            assert wait_for(lambda: len(sink.received) == 2), log.read_text()
-            assert "туризме" in sink.titles()[-1]
-            daemon.send_signal(signal.SIGTERM)
-            assert daemon.wait(timeout=30) == 0
-        finally:
-            if daemon.poll() is None:
-                daemon.kill()
+    with running_daemon(config, log) as daemon:
+        assert wait_for(lambda: len(sink.received) == 1), log.read_text()
+        extra = render_feed("russian.xml").replace(b"<item>", """<item>
+          <title>Россия и КНДР подписали соглашение о туризме</title>
+          <link>https://ru.example.com/politics/tourism</link></item><item>""".encode(), 1)
+        feed_server.serve("/ru.xml", extra)
+        assert wait_for(lambda: len(sink.received) == 2), log.read_text()
+        assert "туризме" in sink.titles()[-1]
+        daemon.send_signal(signal.SIGTERM)
+        assert daemon.wait(timeout=30) == 0
     text = log.read_text()
     assert "broken one failed" in text
     assert "stopping (SIGTERM)" in text
@@ -68,25 +75,19 @@ def test_config_edits_are_applied_and_broken_ones_keep_the_last_good_config(
     options = {"poll": {"jitter": 0}, "delivery": {"interval": "1s"}}
     config = write_config(tmp_path, [first], [{"url": sink.url}], **options)
     log = tmp_path / "daemon.log"
-    with log.open("w") as stderr:
-        daemon = subprocess.Popen([sys.executable, "-m", "monitor", "--config", str(config), "run"],
-                                  stderr=stderr, stdout=subprocess.DEVNULL)
-        try:
-            assert wait_for(lambda: len(sink.received) == 1), log.read_text()
-            config.write_text(config.read_text() + "\nfeedz: []\n")
-            assert wait_for(lambda: "keeping the last good config" in log.read_text())
-            assert "did you mean `feeds`" in log.read_text()
-            write_config(tmp_path, [first, second], [{"url": sink.url}], **options)
-            assert wait_for(lambda: len(sink.received) == 2), log.read_text()
-            assert "Rusia meratifikasi" in sink.titles()[-1]
-            write_config(tmp_path, [second], [{"url": sink.url}], **options)
-            daemon.send_signal(signal.SIGHUP)
-            assert wait_for(lambda: "config reloaded" in log.read_text().split("Rusia")[-1])
-            daemon.send_signal(signal.SIGTERM)
-            assert daemon.wait(timeout=30) == 0
-        finally:
-            if daemon.poll() is None:
-                daemon.kill()
+    with running_daemon(config, log) as daemon:
+        assert wait_for(lambda: len(sink.received) == 1), log.read_text()
+        config.write_text(config.read_text() + "\nfeedz: []\n")
+        assert wait_for(lambda: "keeping the last good config" in log.read_text())
+        assert "did you mean `feeds`" in log.read_text()
+        write_config(tmp_path, [first, second], [{"url": sink.url}], **options)
+        assert wait_for(lambda: len(sink.received) == 2), log.read_text()
+        assert "Rusia meratifikasi" in sink.titles()[-1]
+        write_config(tmp_path, [second], [{"url": sink.url}], **options)
+        daemon.send_signal(signal.SIGHUP)
+        assert wait_for(lambda: "config reloaded" in log.read_text().split("Rusia")[-1])
+        daemon.send_signal(signal.SIGTERM)
+        assert daemon.wait(timeout=30) == 0
     assert "Traceback" not in log.read_text()
     assert len(sink.received) == 2
 
