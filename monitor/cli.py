@@ -14,7 +14,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Iterable, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from importlib import resources
 from pathlib import Path
 from typing import TypeVar
@@ -57,6 +57,14 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_CONFIG, f"monitor: error: {message} (see monitor --help)\n")
 
 
+def _since(text: str) -> datetime:
+    """`--since 7d` as the moment that long ago (a usage error when it is not a duration)."""
+    try:
+        return utcnow() - timedelta(seconds=parse_duration(text))
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
 def _arguments() -> argparse.ArgumentParser:
     parser = _Parser(prog="monitor", description="Watch news feeds and alert on watchlist "
                      "matches.")
@@ -76,7 +84,7 @@ def _arguments() -> argparse.ArgumentParser:
     match.add_argument("--json", action="store_true", help="one JSON object a line")
     backtest = commands.add_parser("backtest", help="replay stored entries against the current "
                                    "watchlists, without alerting")
-    backtest.add_argument("--since", default="7d", help="how far back (default 7d)")
+    backtest.add_argument("--since", default="7d", type=_since, help="how far back (default 7d)")
     backtest.add_argument("--watchlist", help="only this watchlist")
     backtest.add_argument("--json", action="store_true", help="one JSON object a line")
     commands.add_parser("notify-test", help="send a test message to every target")
@@ -85,7 +93,7 @@ def _arguments() -> argparse.ArgumentParser:
     status.add_argument("--json", action="store_true", help="one JSON document, for scripts")
     history = commands.add_parser("history", help="list past matches")
     history.add_argument("--watchlist", help="only this watchlist")
-    history.add_argument("--since", default="7d", help="how far back (default 7d)")
+    history.add_argument("--since", default="7d", type=_since, help="how far back (default 7d)")
     history.add_argument("--grep", help="only matches whose title or summary holds this text")
     history.add_argument("--json", action="store_true", help="one JSON object a line")
     feeds = commands.add_parser("feeds", help="import, export or add feeds")
@@ -205,13 +213,8 @@ def _match(config: Config, source: str, as_json: bool) -> int:
     return 0
 
 
-def _backtest(config: Config, since: str, only: str | None, as_json: bool) -> int:
+def _backtest(config: Config, start: datetime, only: str | None, as_json: bool) -> int:
     """Replay stored entries against the current watchlists; nothing is alerted."""
-    try:
-        start = utcnow() - timedelta(seconds=parse_duration(since))
-    except ValueError as error:
-        print(f"monitor: --since: {error}", file=sys.stderr)
-        return EXIT_CONFIG
     store = Store(config.database)
     try:
         stored = store.entries_since(start)
@@ -269,14 +272,9 @@ def _status(config: Config, as_json: bool) -> int:
 
 
 def _history(config: Config, args: argparse.Namespace) -> int:
-    try:
-        since = utcnow() - timedelta(seconds=parse_duration(args.since))
-    except ValueError as error:
-        print(f"monitor: --since: {error}", file=sys.stderr)
-        return EXIT_CONFIG
     store = Store(config.database)
     try:
-        items = find_history(store, since, args.watchlist, args.grep)
+        items = find_history(store, args.since, args.watchlist, args.grep)
     finally:
         store.close()
     render_history(items, Console(), args.json)

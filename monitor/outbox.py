@@ -42,7 +42,8 @@ async def _deliver_one(rt: Runtime, delivery: Delivery) -> str:
 
 async def _send_one(rt: Runtime, delivery: Delivery) -> str:
     assert delivery.id is not None
-    if not rt.store.claim(delivery.id, OWNER, lease=2 * rt.config.delivery.timeout + 30):
+    lease = 2 * rt.config.delivery.timeout + 30
+    if not await asyncio.to_thread(rt.store.claim, delivery.id, OWNER, lease):
         return "taken"  # another process is sending it
     target = next((t for t in rt.targets if t.id == delivery.target), None)
     if target is None:
@@ -55,7 +56,7 @@ async def _send_one(rt: Runtime, delivery: Delivery) -> str:
                 body += f"\n\nAlso reported by: {', '.join(others)}"
         outcome = await send(target, delivery.title, body, rt.config.delivery.timeout)
         if outcome.ok:
-            rt.store.mark_sent(delivery.id)
+            await asyncio.to_thread(rt.store.mark_sent, delivery.id)
             log.info("alert %d sent to %s: %s", delivery.id, target.label, delivery.title)
             return "sent"
         outcome_error = redact(outcome.error or "failed")
@@ -63,13 +64,13 @@ async def _send_one(rt: Runtime, delivery: Delivery) -> str:
     age = (utcnow() - delivery.created_at).total_seconds()
     name = target.label if target else delivery.target_name
     if age >= delivery_config.expire_after:
-        rt.store.mark_failed(delivery.id, outcome_error, None)
+        await asyncio.to_thread(rt.store.mark_failed, delivery.id, outcome_error, None)
         log.error("alert %d to %s expired after %d attempts over %.0f h, not sent: %s (%s)",
                   delivery.id, name, delivery.attempts + 1, age / 3600, delivery.title,
                   outcome_error)
         return "expired"
     when = retry_at(delivery.attempts + 1, delivery_config.retry_base, delivery_config.retry_max)
-    rt.store.mark_failed(delivery.id, outcome_error, when)
+    await asyncio.to_thread(rt.store.mark_failed, delivery.id, outcome_error, when)
     log.warning("alert %d to %s failed (attempt %d), retrying at %s UTC: %s", delivery.id, name,
                 delivery.attempts + 1, when.strftime("%H:%M:%S"), outcome_error)
     return "retrying"
@@ -84,8 +85,8 @@ async def _drain(rt: Runtime, rows: Sequence[Delivery]) -> list[str]:
         if outcomes[-1] in ("retrying", "expired"):
             # The target is failing: the rest wait until this row's retry time.
             waiting = [d.id for d in rows[len(outcomes):] if d.id is not None]
-            rt.store.release(waiting, retry_at(1, rt.config.delivery.retry_base,
-                                               rt.config.delivery.retry_max))
+            when = retry_at(1, rt.config.delivery.retry_base, rt.config.delivery.retry_max)
+            await asyncio.to_thread(rt.store.release, waiting, when)
             break
     return outcomes
 
@@ -99,7 +100,7 @@ async def deliver_due(rt: Runtime, batch: int = 500) -> DeliveryReport:
     counts = {"sent": 0, "retrying": 0, "expired": 0, "taken": 0}
     while True:
         try:
-            due = rt.store.due_deliveries(limit=batch)
+            due = await asyncio.to_thread(rt.store.due_deliveries, batch)
         except StoreError as error:
             log.error("outbox: database error, delivery postponed: %s", error)
             return DeliveryReport()

@@ -90,7 +90,8 @@ def gather_status(config: Config, store: Store) -> Status:
     return Status(feeds, store.outbox_counts(), counts, instances)
 
 
-def _when(value: datetime | None) -> str:
+def format_time(value: datetime | None) -> str:
+    """A UTC time to the minute, or "never"."""
     return value.strftime("%Y-%m-%d %H:%M") if value else "never"
 
 
@@ -108,9 +109,9 @@ def render_status(status: Status, console: Console) -> None:
         table.add_column(column, overflow="fold")
     for feed in status.feeds:
         style = "red" if feed.health == "failing" else "yellow" if feed.failures else ""
-        table.add_row(feed.name, _when(feed.last_poll), feed.outcome or "-",
+        table.add_row(feed.name, format_time(feed.last_poll), feed.outcome or "-",
                       str(feed.http_status or "-"), str(feed.failures),
-                      _when(feed.last_new_entry), str(feed.entries_seen), feed.health,
+                      format_time(feed.last_new_entry), str(feed.entries_seen), feed.health,
                       (feed.last_error or "")[:80], style=style)
     console.print(table)
     console.print("outbox: " + ", ".join(f"{n} {state}" for state, n in status.outbox.items()))
@@ -120,7 +121,8 @@ def render_status(status: Status, console: Console) -> None:
     for instance in status.instances:
         console.print(f"instance {instance.id}: {'alive' if instance.alive else 'gone'}, last "
                       f"heartbeat {instance.heartbeat_age_s:.0f}s ago, started "
-                      f"{_when(instance.started_at)} UTC, holds {instance.leases} feed leases")
+                      f"{format_time(instance.started_at)} UTC, "
+                      f"holds {instance.leases} feed leases")
 
 
 def find_history(store: Store, since: datetime, watchlist: str | None,
@@ -146,6 +148,6 @@ def render_history(items: list[HistoryItem], console: Console, as_json: bool) ->
             print(json.dumps(asdict(item), default=lambda v: v.isoformat(), ensure_ascii=False))
         else:
             alerted = "" if item.alerted else " (not alerted: old or a duplicate)"
-            console.print(f"{_when(item.seen_at)}  [{', '.join(item.watchlists)}] "
+            console.print(f"{format_time(item.seen_at)}  [{', '.join(item.watchlists)}] "
                           f"{item.title}{alerted}\n    {item.link or '(no link)'}  ({item.feed})",
                           markup=False, highlight=False)

@@ -20,6 +20,7 @@ from typing import Any
 
 from sqlalchemy import Engine, case, event, func, or_, text, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlmodel import Session, SQLModel, col, create_engine, select
 
@@ -111,11 +112,10 @@ def _make_engine(url: str) -> Engine:
 
 def _safe_url(url: str) -> str:
     """The database URL without its password."""
-    head, sep, tail = url.partition("@")
-    if not sep or "://" not in head:
-        return url
-    scheme, _, credentials = head.partition("://")
-    return f"{scheme}://{credentials.split(':')[0]}:***@{tail}"
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return url.rsplit("@", maxsplit=1)[-1]
 
 
 def _entry_values(feed_id: int, item: Seen, now: datetime) -> dict[str, Any]:
@@ -127,29 +127,37 @@ def _entry_values(feed_id: int, item: Seen, now: datetime) -> dict[str, Any]:
             "alerted": False}
 
 
-def _insert_new_rows(session: Session, table: type[SQLModel],
-                     rows: list[dict[str, Any]]) -> None:
-    """Insert many rows at once, skipping those whose unique key exists."""
+def _insert_or_skip(session: Session, table: type[SQLModel]) -> Any:
+    """An INSERT that skips rows whose unique key exists (SQLite and PostgreSQL)."""
     dialect = session.get_bind().dialect.name
     builder: Any = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}.get(dialect)
     if builder is None:
         raise StoreError(f"unsupported database {dialect}: use SQLite or PostgreSQL")
-    session.execute(builder(table).on_conflict_do_nothing(), rows)
+    return builder(table).on_conflict_do_nothing()
+
+
+def _insert_new_rows(session: Session, table: type[SQLModel],
+                     rows: list[dict[str, Any]]) -> None:
+    """Insert many rows at once, skipping those whose unique key exists."""
+    session.execute(_insert_or_skip(session, table), rows)
 
 
 def _insert_new(session: Session, table: type[SQLModel], values: dict[str, Any],
                 returning: Any = None) -> Any:
     """Insert a row unless its unique key exists; the new row's `returning` column (or True),
     None when it existed. Atomic on SQLite and PostgreSQL, so concurrent writers never clash."""
-    dialect = session.get_bind().dialect.name
-    builder: Any = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}.get(dialect)
-    if builder is None:
-        raise StoreError(f"unsupported database {dialect}: use SQLite or PostgreSQL")
-    statement = builder(table).values(**values).on_conflict_do_nothing()
+    statement = _insert_or_skip(session, table).values(**values)
     if returning is None:
         result: Any = session.execute(statement)
         return True if result.rowcount else None
     return session.execute(statement.returning(returning)).scalar_one_or_none()
+
+
+def entry_of(row: EntryRow, feed_url: str, feed_name: str) -> Entry:
+    """A stored entry as the `Entry` the matcher takes."""
+    return Entry(feed_url=feed_url, feed_name=feed_name, guid=row.guid, link=row.link,
+                 title=row.title, summary=row.summary, content=row.content,
+                 published=row.published, language=row.language)
 
 
 class Store:
@@ -288,11 +296,13 @@ class Store:
         fresh = all([_insert_new(session, StoryKey, {"key": key, "entry_id": entry_id,
                                                      "created_at": now}) is not None
                      for key in keys])
-        story = self._known_story(session, keys) if not fresh else \
-            self._similar_story(session, entry, now) if item.drafts else None
-        if story is not None or not item.drafts:
+        if not fresh:  # a known story: never alerts again, joins the story if it has one
+            story = self._known_story(session, keys)
+        else:
+            story = self._similar_story(session, entry, now) if item.drafts else None
+        if not fresh or story is not None or not item.drafts:
             session.execute(update(EntryRow).where(col(EntryRow.id) == entry_id)
-                            .values(story_id=story))  # a later report of a known story
+                            .values(story_id=story))
             return 0
         story_row = StoryRow(created_at=now, title=entry.title, summary=entry.summary[:600])
         session.add(story_row)
@@ -344,10 +354,8 @@ class Store:
                 select(EntryRow, FeedRow.url, FeedRow.name)
                 .join(FeedRow, col(FeedRow.id) == EntryRow.feed_id)
                 .where(col(EntryRow.seen_at) >= since).order_by(col(EntryRow.id)))
-            return [(Entry(feed_url=url, feed_name=name, guid=row.guid, link=row.link,
-                           title=row.title, summary=row.summary, content=row.content,
-                           published=row.published, language=row.language),
-                     list(json.loads(row.matched or "[]"))) for row, url, name in rows]
+            return [(entry_of(row, url, name), list(json.loads(row.matched or "[]")))
+                    for row, url, name in rows]
 
     def matches_since(self, since: datetime) -> list[tuple[EntryRow, str]]:
         """Entries that matched a watchlist, seen since `since`, newest first, with feed name."""

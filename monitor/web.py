@@ -20,9 +20,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from monitor import metrics
 from monitor.matcher import match_entry
-from monitor.models import Entry, Match
-from monitor.status import gather_status
-from monitor.store import StoreError
+from monitor.models import Match
+from monitor.status import format_time, gather_status
+from monitor.store import StoreError, entry_of
 from monitor.tables import EntryRow, utcnow
 
 log = logging.getLogger("monitor")
@@ -48,10 +48,7 @@ def _latest(state: WebState) -> list[tuple[EntryRow, str, list[Match]]]:
     rt = state.runtime
     found = []
     for row, feed in rt.store.matches_since(utcnow() - timedelta(days=30))[:LATEST]:
-        entry = Entry(feed_url="", feed_name=feed, guid=row.guid, link=row.link,
-                      title=row.title, summary=row.summary, content=row.content,
-                      published=row.published, language=row.language)
-        found.append((row, feed, match_entry(entry, rt.watchlists)))
+        found.append((row, feed, match_entry(entry_of(row, "", feed), rt.watchlists)))
     return found
 
 
@@ -91,7 +88,7 @@ def status_page(state: WebState) -> bytes:
     feeds = "".join(
         (f"<tr class='{html.escape(f.health if f.health != 'ok' or not f.failures else 'error')}'>"
          f"<td>{html.escape(f.name)}</td><td>"
-         f"{f.last_poll.strftime('%Y-%m-%d %H:%M') if f.last_poll else 'never'}</td><td>"
+         f"{format_time(f.last_poll)}</td><td>"
          f"{html.escape(f.outcome or '-')}</td><td>{f.failures}</td><td>{html.escape(f.health)}"
          f"</td><td>{html.escape((f.last_error or '')[:120])}</td></tr>") for f in status.feeds)
     latest = "".join(

@@ -143,7 +143,10 @@ def test_backtest_shows_what_would_match_now_and_what_no_longer_does(
     assert {r["change"] for r in records} == {"new"}
     assert len(records) == 2
     assert len(sink.received) == sent
-    assert main(["--config", str(edited), "backtest", "--since", "soon"]) == 2
+    with pytest.raises(SystemExit) as usage:
+        main(["--config", str(edited), "backtest", "--since", "soon"])
+    assert usage.value.code == 2
+    assert "invalid duration 'soon'" in capsys.readouterr().err
 
 
 def test_config_with_a_token_readable_by_others_gets_a_warning(

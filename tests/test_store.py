@@ -76,3 +76,13 @@ def test_unusable_database_exits_3_with_one_line(
     assert err.startswith("monitor: database error:")
     assert ":pw@" not in err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_story_recorded_silently_elsewhere_does_not_alert_later(tmp_path: Path) -> None:
+    """A link first recorded without an alert (old on a feed's first poll) stays a known story:
+    the same link under another GUID later queues nothing."""
+    store, feed_id = _store(tmp_path)
+    silent = Seen(_seen("g1", "https://a.example/old").entry, [MATCH], [])
+    assert store.record_poll(feed_id, OK, "h", [silent]) == 0
+    assert store.record_poll(feed_id, OK, "h2", [_seen("g2", "https://a.example/old")]) == 0
+    assert store.outbox_counts()["pending"] == 0
