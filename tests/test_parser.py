@@ -132,6 +132,20 @@ def test_safe_link(link: str | None, safe: str | None) -> None:
     assert safe_link(link) == safe
 
 
+RELATIVE = b"""<rss version="2.0"><channel><title>r</title>
+<item><title>a</title><link>/news/1</link></item>
+<item><title>b</title><link>//cdn.example/2</link></item>
+<item><title>c</title><link>javascript:alert(1)</link></item>
+</channel></rss>"""
+
+
+def test_relative_links_resolve_against_the_feed_url() -> None:
+    """Relative and scheme-relative entry links become absolute; other schemes are dropped."""
+    parsed = parse_feed(RELATIVE, "https://a.example/feeds/rss.xml", "a")
+    assert [e.link for e in parsed.entries] == [
+        "https://a.example/news/1", "https://cdn.example/2", None]
+
+
 PEERS = SHARED / "peer-feeds" / "feedparser-tests"
 
 
