@@ -11,8 +11,10 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import time
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from pydantic import (
@@ -30,6 +32,8 @@ MAX_CONFIG_VALUES = 200_000
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
 _DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, None: 1}
+_RATE = re.compile(r"^\s*(\d+)\s*/\s*(\d+(?:\.\d+)?)?\s*(s|m|h|d|w)\s*$")
+_CLOCK = re.compile(r"^\s*(\d{1,2}):(\d{2})\s*$")
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(b|kb|kib|mb|mib|gb|gib)?\s*$", re.IGNORECASE)
 _SIZE_UNITS = {
     "b": 1, "kb": 1000, "kib": 1024, "mb": 1000**2, "mib": 1024**2, "gb": 1000**3, "gib": 1024**3,
@@ -107,12 +111,81 @@ class FeedConfig(_Model):
         return self.name or self.url
 
 
+def parse_rate(value: Any) -> tuple[int, float]:
+    """(messages, seconds) from a rate such as `10/h`, `5/30m` or `20/1d`."""
+    found = _RATE.match(str(value).lower())
+    if not found or isinstance(value, bool):
+        raise ValueError(f"invalid rate {value!r}: use e.g. 10/h, 5/30m or 20/1d")
+    count, number, unit = int(found.group(1)), found.group(2) or "1", found.group(3)
+    if count < 1:
+        raise ValueError("a rate limit allows at least 1 message")
+    return count, parse_duration(number + unit)
+
+
+def parse_clock(value: Any) -> time:
+    """A local time of day from `HH:MM`."""
+    if isinstance(value, int) and not isinstance(value, bool):  # YAML 1.1 reads 22:00 as 1320
+        value = f"{value // 60:02d}:{value % 60:02d}"
+    found = _CLOCK.match(str(value))
+    if not found or int(found.group(1)) > 23 or int(found.group(2)) > 59:
+        raise ValueError(f"invalid time {value!r}: use HH:MM, e.g. 07:30")
+    return time(int(found.group(1)), int(found.group(2)))
+
+
+def parse_quiet(value: Any) -> tuple[time, time]:
+    """Quiet hours from `HH:MM-HH:MM` (may span midnight)."""
+    start, sep, end = str(value).partition("-")
+    if not sep:
+        raise ValueError(f"invalid quiet hours {value!r}: use HH:MM-HH:MM, e.g. 22:00-07:00")
+    window = parse_clock(start.strip()), parse_clock(end.strip())
+    if window[0] == window[1]:
+        raise ValueError("quiet hours cannot start and end at the same time")
+    return window
+
+
+def parse_zone(value: Any) -> str:
+    """An IANA time zone name such as `Europe/Berlin` (checked against the tz database)."""
+    try:
+        ZoneInfo(str(value))
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {value!r}: use an IANA name such as "
+                         "Europe/Berlin, Asia/Seoul or UTC") from None
+    return str(value)
+
+
+class TemplateConfig(_Model):
+    """A target's own alert title and body (Jinja2; see the README for the fields)."""
+
+    title: str | None = None
+    body: str | None = None
+
+    @field_validator("title", "body")
+    @classmethod
+    def _renders(cls, template: str | None) -> str | None:
+        from monitor.message import check_template  # noqa: PLC0415 (message imports models)
+
+        if template is not None:
+            check_template(template)
+        return template
+
+
 class NotifyConfig(_Model):
-    """One Apprise target; `tags` route watchlists and feeds to it."""
+    """One Apprise target: what reaches it (`tags`), at what pace and in what form."""
 
     url: str = Field(min_length=3)
     name: str | None = None
     tags: Tags = ()
+    mode: Literal["immediate", "digest"] = "immediate"
+    digest_every: Duration = Field(default=3600.0, ge=60, le=7 * 86400)
+    digest_at: Annotated[time, BeforeValidator(parse_clock)] = time(0, 0)
+    rate_limit: Annotated[tuple[int, float], BeforeValidator(parse_rate)] | None = None
+    quiet_hours: Annotated[tuple[time, time], BeforeValidator(parse_quiet)] | None = None
+    timezone: Annotated[str, BeforeValidator(parse_zone)] = "UTC"
+    urgent: Literal["low", "normal", "high", "none"] = "high"
+    format: Literal["markdown", "html", "text"] | None = None
+    template: TemplateConfig = TemplateConfig()
+    max_length: int | None = Field(default=None, ge=200)
+    updates: bool = False
 
     @field_validator("url")
     @classmethod
@@ -120,6 +193,13 @@ class NotifyConfig(_Model):
         if "://" not in url:
             raise ValueError("an Apprise URL looks like scheme://… (e.g. tgram://TOKEN/CHAT)")
         return url.strip()
+
+    @property
+    def message_format(self) -> Literal["markdown", "html", "text"]:
+        """The configured format, else html for email and markdown for everything else."""
+        if self.format:
+            return self.format
+        return "html" if self.url.lower().startswith(("mailto://", "mailtos://")) else "markdown"
 
 
 class PollConfig(_Model):

@@ -11,14 +11,18 @@ import hashlib
 import re
 import sys
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import apprise
 from apprise.decorators import notify as apprise_plugin
 
 from monitor.config import Config, NotifyConfig
+from monitor.message import Style, Template, fit
 from monitor.models import Entry, Match
+from monitor.schedule import Policy
 
 CONSOLE_URL = "console://"
 _HOSTLIKE = re.compile(r"^([a-z0-9-]+\.)+[a-z]{2,}$|^\d{1,3}(\.\d{1,3}){3}$|^localhost$", re.I)
@@ -35,12 +39,18 @@ def _print_alert(body: str, title: str, notify_type: str, *args: Any, **kwargs: 
 
 @dataclass(frozen=True)
 class Target:
-    """A configured Apprise URL with a safe label and a stable id."""
+    """A configured Apprise URL with a safe label, a stable id, its pace and its style."""
 
     url: str
     label: str
     id: str
     tags: tuple[str, ...] = ()
+    policy: Policy = field(default_factory=Policy)
+    style: Style = field(default_factory=Style)
+    # The channel's limits (Apprise's, or the configured max_length); title 0 = no title.
+    title_max: int = 250
+    body_max: int = 32768
+    updates: bool = False
 
 
 @dataclass(frozen=True)
@@ -56,11 +66,35 @@ def target_id(url: str) -> str:
     return hashlib.sha256(url.encode()).hexdigest()[:16]
 
 
+def _limits(url: str) -> tuple[int, int]:
+    """(title, body) limits of the Apprise service behind `url`."""
+    plugin = apprise.Apprise.instantiate(url, suppress_exceptions=True)
+    if plugin is None:
+        return 250, 32768
+    return int(getattr(plugin, "title_maxlen", 250)), int(getattr(plugin, "body_maxlen", 32768))
+
+
+def _target(number: int, notify: NotifyConfig) -> Target:
+    zone = ZoneInfo(notify.timezone)
+    policy = Policy(mode=notify.mode, digest_every=timedelta(seconds=notify.digest_every),
+                    digest_at=notify.digest_at, zone=zone, quiet=notify.quiet_hours,
+                    urgent=None if notify.urgent == "none" else notify.urgent,
+                    rate_limit=(notify.rate_limit[0], timedelta(seconds=notify.rate_limit[1]))
+                    if notify.rate_limit else None)
+    style = Style(format=notify.message_format, zone=zone,
+                  template=Template(notify.template.title, notify.template.body))
+    title_max, body_max = _limits(notify.url)
+    if notify.max_length:
+        body_max = min(body_max, notify.max_length)
+    return Target(url=notify.url, label=notify.name or f"{notify.url.split('://')[0]} target "
+                  f"{number}", id=target_id(notify.url), tags=notify.tags, policy=policy,
+                  style=style, title_max=title_max, body_max=body_max, updates=notify.updates)
+
+
 def targets(config: Config) -> list[Target]:
     """The configured targets, or the console when none is configured."""
     entries = config.notify or (NotifyConfig(url=CONSOLE_URL, name="console"),)
-    return [Target(url=n.url, label=n.name or f"{n.url.split('://')[0]} target {i + 1}",
-                   id=target_id(n.url), tags=n.tags) for i, n in enumerate(entries)]
+    return [_target(i + 1, n) for i, n in enumerate(entries)]
 
 
 def route(all_targets: Sequence[Target], tags: Iterable[str]) -> list[Target]:
@@ -129,13 +163,20 @@ def _failure(result: Any) -> str:
     return str(status)
 
 
-async def send(target: Target, title: str, body: str, timeout: float) -> SendOutcome:
-    """Send one message to one target; the outcome is read from Apprise's per-target result."""
+_FORMATS = {"markdown": apprise.NotifyFormat.MARKDOWN, "html": apprise.NotifyFormat.HTML,
+            "text": apprise.NotifyFormat.TEXT}
+
+
+async def send(target: Target, title: str, body: str, timeout: float,
+               body_format: str = "markdown") -> SendOutcome:
+    """Send one message to one target, in parts if it is longer than the channel takes; the
+    outcome is read from Apprise's per-target result (a failed part fails the message)."""
     sender = apprise.Apprise()
     if not sender.add(target.url):
         return SendOutcome(False, "Apprise does not understand this URL")
-    result = await sender.async_notify(body=body, title=title, timeout=timeout,
-                                       body_format=apprise.NotifyFormat.MARKDOWN)
-    if bool(result):
-        return SendOutcome(True)
-    return SendOutcome(False, _failure(result))
+    for part_title, part_body in fit(title, body, target.title_max, target.body_max):
+        result = await sender.async_notify(body=part_body, title=part_title, timeout=timeout,
+                                           body_format=_FORMATS[body_format])
+        if not bool(result):
+            return SendOutcome(False, _failure(result))
+    return SendOutcome(True)

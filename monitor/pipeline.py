@@ -27,6 +27,7 @@ from monitor.config import Config, FeedConfig, load_config
 from monitor.fetcher import Fetcher
 from monitor.logs import register_secrets
 from monitor.matcher import Watchlists, compile_watchlists, match_entry
+from monitor.message import alert_fields, render_update
 from monitor.models import Entry, FetchResult, FetchStatus
 from monitor.notifier import Target, render_alert, route, secrets_of, targets
 from monitor.store import Draft, Release, Seen, Store, StoreError
@@ -138,8 +139,10 @@ def _judge(rt: Runtime, entries: Sequence[Entry], first_poll: bool) -> list[Seen
         drafts: list[Draft] = []
         if matches and _eligible(entry, first_poll, rt.config, now):
             title, body = render_alert(entry, matches)
+            fields = alert_fields(entry, matches).to_json()
             tags = {tag for m in matches for tag in m.tags} | set(_feed_tags(rt, entry))
-            drafts = [Draft(t.id, t.label, title, body) for t in route(rt.targets, tags)]
+            drafts = [Draft(t.id, t.label, title, body, fields)
+                      for t in route(rt.targets, tags)]
         items.append(Seen(entry, matches, drafts))
     return items
 
@@ -229,7 +232,22 @@ def _record(rt: Runtime, row: FeedRow, fetch: FetchResult, body_hash: str | None
             entries: Sequence[Entry], *, release: Release) -> tuple[list[Seen], int]:
     assert row.id is not None
     items = _judge(rt, rt.store.unseen(row.id, entries), row.last_success_at is None)
-    return items, rt.store.record_poll(row.id, fetch, body_hash, items, release)
+    queued = rt.store.record_poll(row.id, fetch, body_hash, items, release)
+    if any(t.updates for t in rt.targets):
+        queued += _note_updates(rt, row.id, entries)
+    return items, queued
+
+
+def _note_updates(rt: Runtime, feed_id: int, entries: Sequence[Entry]) -> int:
+    """Queue one "updated" note per alerted entry the feed re-titled, to the targets that got
+    its alert and asked for notes; never a second alert."""
+    queued = 0
+    for revision in rt.store.retitled(feed_id, entries):
+        title, body = render_update(revision.entry, revision.old_title)
+        drafts = [Draft(t.id, t.label, title, body, kind="update")
+                  for t in rt.targets if t.updates and t.id in revision.targets]
+        queued += rt.store.record_revision(revision.entry_id, revision.entry.title, drafts)
+    return queued
 
 
 async def poll_all(rt: Runtime, force: bool = False) -> list[PollReport]:

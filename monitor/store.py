@@ -18,10 +18,11 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, case, event, func, or_, text, update
+from sqlalchemy import Connection, Engine, case, event, func, inspect, or_, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlalchemy.schema import CreateColumn
 from sqlmodel import Session, SQLModel, col, create_engine, select
 
 from monitor import clustering
@@ -35,6 +36,7 @@ from monitor.tables import (
     EntryRow,
     FeedRow,
     InstanceRow,
+    MessageRow,
     Meta,
     StoryKey,
     StoryRow,
@@ -56,6 +58,8 @@ class Draft:
     target_name: str
     title: str
     body: str
+    fields: str | None = None  # message.AlertFields as JSON, for alerts
+    kind: str = "alert"
 
 
 @dataclass(frozen=True)
@@ -64,6 +68,20 @@ class Release:
 
     owner: str
     until: datetime
+
+
+@dataclass(frozen=True)
+class Revision:
+    """An alerted entry that its feed re-titled, and the targets that got its alert."""
+
+    entry_id: int
+    old_title: str
+    entry: Entry
+    targets: frozenset[str]
+
+
+def _same_title(a: str, b: str) -> bool:
+    return " ".join(a.split()).casefold() == " ".join(b.split()).casefold()
 
 
 def _released(release: Release) -> dict[str, Any]:
@@ -94,6 +112,31 @@ def _sqlite_pragmas(engine: Engine) -> None:
     @event.listens_for(engine, "begin")
     def _begin(connection: Any) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+# Columns each schema version added to existing tables (new tables come from create_all).
+_MIGRATIONS: dict[int, list[tuple[type[SQLModel], str]]] = {
+    2: [(Delivery, "kind"), (Delivery, "fields"), (Delivery, "held"), (EntryRow, "revised_at")],
+}
+
+
+def _migrate(connection: Connection) -> None:
+    """Bring a database written by an older monitor up to `SCHEMA_VERSION`, in place."""
+    if not inspect(connection).has_table("meta"):
+        return
+    found = connection.execute(text("SELECT value FROM meta WHERE key = 'schema_version'"))
+    version = found.scalar_one_or_none()
+    if version is None or int(version) >= SCHEMA_VERSION:
+        return
+    for step in range(int(version) + 1, SCHEMA_VERSION + 1):
+        for model, name in _MIGRATIONS.get(step, []):
+            table: Any = model.__table__  # type: ignore[attr-defined]
+            have = {c["name"] for c in inspect(connection).get_columns(table.name)}
+            if name not in have:
+                column = CreateColumn(table.c[name]).compile(dialect=connection.dialect)
+                connection.execute(text(f"ALTER TABLE {table.name} ADD COLUMN {column}"))
+    connection.execute(text("UPDATE meta SET value = :v WHERE key = 'schema_version'"),
+                       {"v": str(SCHEMA_VERSION)})
 
 
 def _make_engine(url: str) -> Engine:
@@ -178,6 +221,7 @@ class Store:
                     # Instances starting together would race to create the same tables.
                     connection.execute(text("SELECT pg_advisory_xact_lock(7270001)"))
                 SQLModel.metadata.create_all(connection)
+                _migrate(connection)
             self._check_schema()
         except SQLAlchemyError as error:
             raise StoreError(f"cannot use database {_safe_url(url)}: "
@@ -262,6 +306,42 @@ class Store:
                     EntryRow.feed_id == feed_id, col(EntryRow.key).in_(batch))))
         return [entry for key, entry in keyed.items() if key not in seen]
 
+    def retitled(self, feed_id: int, entries: Sequence[Entry]) -> list[Revision]:
+        """Entries of this feed that alerted before under another title (once per entry)."""
+        keyed = {entry_key(entry): entry for entry in entries if entry.title}
+        keys, found = list(keyed), list[tuple[int | None, str, str]]()
+        with self.transaction() as session:
+            for start in range(0, len(keys), _IN_BATCH):
+                found += session.exec(select(EntryRow.id, EntryRow.key, EntryRow.title).where(
+                    EntryRow.feed_id == feed_id, col(EntryRow.alerted).is_(True),
+                    col(EntryRow.revised_at).is_(None),
+                    col(EntryRow.key).in_(keys[start:start + _IN_BATCH]))).all()
+            revisions = []
+            for entry_id, key, title in found:
+                if entry_id is not None and title and not _same_title(title, keyed[key].title):
+                    targets = session.exec(select(Delivery.target).where(
+                        Delivery.entry_id == entry_id, Delivery.kind == "alert")).all()
+                    revisions.append(Revision(entry_id, title, keyed[key], frozenset(targets)))
+            return revisions
+
+    def record_revision(self, entry_id: int, title: str, notes: Sequence[Draft]) -> int:
+        """Keep an alerted entry's new title and queue its "updated" notes; 0 if another
+        writer recorded the revision first."""
+        now = utcnow()
+        with self.transaction() as session:
+            result: Any = session.execute(
+                update(EntryRow).where(col(EntryRow.id) == entry_id,
+                                       col(EntryRow.revised_at).is_(None))
+                .values(revised_at=now, title=title[:2000]))
+            if not result.rowcount:
+                return 0
+            for note in notes:
+                session.add(Delivery(entry_id=entry_id, target=note.target,
+                                     target_name=note.target_name, watchlists="update",
+                                     title=note.title, body=note.body, kind=note.kind,
+                                     created_at=now, next_attempt_at=now))
+            return len(notes)
+
     def record_poll(self, feed_id: int, fetch: FetchResult, body_hash: str | None,
                     items: Sequence[Seen], release: Release | None = None) -> int:
         """Record a successful poll and its new entries, and end this instance's lease on the
@@ -318,8 +398,8 @@ class Store:
         for draft in item.drafts:
             session.add(Delivery(entry_id=entry_id, target=draft.target,
                                  target_name=draft.target_name, watchlists=watchlists,
-                                 title=draft.title, body=draft.body, created_at=now,
-                                 next_attempt_at=now))
+                                 title=draft.title, body=draft.body, fields=draft.fields,
+                                 created_at=now, next_attempt_at=now))
         return len(item.drafts)
 
     def _known_story(self, session: Session, keys: Sequence[str]) -> int | None:
@@ -390,7 +470,7 @@ class Store:
             for notice in notices:
                 session.add(Delivery(entry_id=None, target=notice.target,
                                      target_name=notice.target_name, watchlists="health",
-                                     title=notice.title, body=notice.body))
+                                     title=notice.title, body=notice.body, kind="notice"))
 
     def claim_feed(self, url: str, owner: str, lease: float,
                    respect_backoff: bool = True) -> FeedRow | None:
@@ -459,31 +539,51 @@ class Store:
 
     # Outbox ------------------------------------------------------------------------------
 
-    def due_deliveries(self, limit: int = 100) -> list[Delivery]:
+    def due_deliveries(self, limit: int = 100, now: datetime | None = None) -> list[Delivery]:
         """Pending deliveries whose next attempt is due, oldest first (not yet claimed)."""
         with self.transaction() as session:
             return list(session.exec(
                 select(Delivery)
                 .where(Delivery.status == DeliveryStatus.PENDING,
-                       col(Delivery.next_attempt_at) <= utcnow())
+                       col(Delivery.next_attempt_at) <= (now or utcnow()))
                 .order_by(col(Delivery.id)).limit(limit)))
 
-    def claim(self, delivery_id: int, owner: str, lease: float) -> bool:
-        """Take one due delivery for `lease` seconds; False if another process has it.
+    def claim(self, delivery_ids: Sequence[int], owner: str, lease: float,
+              now: datetime | None = None) -> list[int]:
+        """Take due deliveries for `lease` seconds; those another process has are left out.
 
         A claimed row is not due for anyone else until the lease ends, so two processes never
         send the same alert; if the owner dies mid-send, the lease ends (or `release_dead`
         frees it at the next start) and the alert is sent again: at least once, never lost.
         """
-        now = utcnow()
+        now = now or utcnow()
         with self.transaction() as session:
-            result: Any = session.execute(
+            taken = session.execute(
                 update(Delivery)
-                .where(col(Delivery.id) == delivery_id,
+                .where(col(Delivery.id).in_(delivery_ids),
                        col(Delivery.status) == DeliveryStatus.PENDING,
                        col(Delivery.next_attempt_at) <= now)
-                .values(next_attempt_at=now + timedelta(seconds=lease), claimed_by=owner))
-            return bool(result.rowcount)
+                .values(next_attempt_at=now + timedelta(seconds=lease), claimed_by=owner)
+                .returning(col(Delivery.id))).scalars()
+            wanted = set(taken)
+            return [i for i in delivery_ids if i in wanted]
+
+    def hold(self, held: dict[int, tuple[datetime, str]]) -> None:
+        """Hold deliveries back until a time, with the reason (they go out in a digest)."""
+        with self.transaction() as session:
+            for delivery_id, (until, reason) in held.items():
+                session.execute(update(Delivery).where(
+                    col(Delivery.id) == delivery_id,
+                    col(Delivery.status) == DeliveryStatus.PENDING)
+                    .values(next_attempt_at=until, held=reason))
+
+    def sent_since(self, target: str, since: datetime) -> list[datetime]:
+        """When the messages to `target` since `since` were sent, oldest first."""
+        with self.transaction() as session:
+            return list(session.exec(
+                select(MessageRow.sent_at)
+                .where(MessageRow.target == target, col(MessageRow.sent_at) > since)
+                .order_by(col(MessageRow.sent_at))))
 
     def release_dead(self, host: str, alive: Callable[[int], bool]) -> int:
         """Free the alerts and feeds claimed by processes on `host` that no longer run."""
@@ -515,18 +615,23 @@ class Store:
             session.execute(update(Delivery).where(col(Delivery.id).in_(delivery_ids))
                             .values(next_attempt_at=when))
 
-    def mark_sent(self, delivery_id: int) -> None:
-        """The target accepted the alert."""
+    def mark_sent(self, delivery_ids: Sequence[int], target: str, digest: bool = False,
+                  now: datetime | None = None) -> None:
+        """The target accepted one message carrying these deliveries."""
+        now = now or utcnow()
         with self.transaction() as session:
-            session.execute(update(Delivery).where(col(Delivery.id) == delivery_id).values(
-                status=DeliveryStatus.SENT, sent_at=utcnow(), attempts=Delivery.attempts + 1,
+            session.execute(update(Delivery).where(col(Delivery.id).in_(delivery_ids)).values(
+                status=DeliveryStatus.SENT, sent_at=now, attempts=Delivery.attempts + 1,
                 last_error=None))
+            session.add(MessageRow(target=target, sent_at=now, alerts=len(delivery_ids),
+                                   digest=digest))
 
-    def mark_failed(self, delivery_id: int, error: str, retry_at: datetime | None) -> None:
+    def mark_failed(self, delivery_ids: Sequence[int], error: str,
+                    retry_at: datetime | None) -> None:
         """The attempt failed: try again at `retry_at`, or give up (expired) when it is None."""
         status = DeliveryStatus.PENDING if retry_at else DeliveryStatus.EXPIRED
         with self.transaction() as session:
-            session.execute(update(Delivery).where(col(Delivery.id) == delivery_id).values(
+            session.execute(update(Delivery).where(col(Delivery.id).in_(delivery_ids)).values(
                 status=status, attempts=Delivery.attempts + 1, last_error=error[:2000],
                 next_attempt_at=retry_at or utcnow()))
 
@@ -536,4 +641,8 @@ class Store:
             rows = session.exec(select(Delivery.status, func.count()).group_by(Delivery.status))
             counts = {status.value: 0 for status in DeliveryStatus}
             counts.update({str(status): int(n) for status, n in rows})
+            # Of the pending ones, those waiting for a digest, quiet hours or a rate-limit slot.
+            counts["held"] = int(session.exec(select(func.count()).where(
+                Delivery.status == DeliveryStatus.PENDING, col(Delivery.held).is_not(None),
+                col(Delivery.next_attempt_at) > utcnow())).one())
             return counts

@@ -12,7 +12,7 @@ from enum import StrEnum
 from sqlalchemy import Column, Index, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 def utcnow() -> datetime:
@@ -95,6 +95,8 @@ class EntryRow(SQLModel, table=True):
     alerted: bool = False
     # The story this entry belongs to (entries of other feeds reporting it join it).
     story_id: int | None = Field(default=None, foreign_key="stories.id", index=True)
+    # When the feed re-titled this alerted entry (one "updated" note at most); v2.
+    revised_at: datetime | None = None
 
 
 class StoryRow(SQLModel, table=True):
@@ -136,3 +138,22 @@ class Delivery(SQLModel, table=True):
     sent_at: datetime | None = None
     last_error: str | None = Field(default=None, sa_column=Column(Text))
     claimed_by: str | None = Field(default=None, max_length=128)
+    # v2: "alert", "update" (an alerted entry was re-titled) or "notice" (about monitor itself).
+    kind: str = Field(default="alert", max_length=16,
+                      sa_column_kwargs={"server_default": "alert"})
+    # v2: the alert's facts (message.AlertFields as JSON), rendered per target when sent.
+    fields: str | None = Field(default=None, sa_column=Column(Text))
+    # v2: why it was held back (quiet hours, rate limit, digest): it goes out in a digest.
+    held: str | None = Field(default=None, max_length=32)
+
+
+class MessageRow(SQLModel, table=True):
+    """A message sent to a target (one alert or one digest), for its rate limit and digests."""
+
+    __tablename__ = "messages"
+    __table_args__ = (Index("ix_messages_target_sent", "target", "sent_at"),)
+    id: int | None = Field(default=None, primary_key=True)
+    target: str = Field(max_length=64)
+    sent_at: datetime = Field(default_factory=utcnow)
+    alerts: int = 1
+    digest: bool = False

@@ -82,6 +82,48 @@ def test_twelve_outlets_one_story_give_one_alert_naming_them(
     assert len(named) >= 10, pact["message"]
 
 
+WIRE = ("Russian President Vladimir Putin and North Korean leader Kim Jong Un signed a mutual "
+        "defence pact in Pyongyang on Wednesday, obliging each side to help the other if "
+        "attacked, state media in both countries said.")
+
+
+def _burst_feed(index: int, entries: list[tuple[str, str, str]]) -> bytes:
+    items = "".join(f"<item><title>{title}</title><link>{link}</link>"
+                    f"<guid>o{index}-{n}</guid><description>{text}</description></item>"
+                    for n, (title, link, text) in enumerate(entries))
+    return (f'<rss version="2.0"><channel><title>Outlet {index}</title>{items}'
+            "</channel></rss>").encode()
+
+
+def test_burst_of_forty_entries_from_twelve_feeds_is_one_alert(
+        tmp_path: Path, feed_server: FeedServer, sink: Sink) -> None:
+    """40 entries about one story from 12 feeds (varied titles, one wire copy, one link under
+    many tracking parameters, some on the outlets' own URLs) give one alert naming at least
+    ten of the outlets; an unrelated story in the same feeds gives its own."""
+    feeds = []
+    count = 0
+    for index in range(12):
+        entries = []
+        for copy in range(4 if index < 4 else 3):  # 4 × 4 + 8 × 3 = 40
+            title = TITLES[(index + copy) % len(TITLES)]
+            link = (f"https://news.example.com/pact?utm_source=o{index}&utm_medium={copy}"
+                    if copy % 2 == 0 else f"https://outlet{index}.example/world/{copy}")
+            entries.append((title, link, WIRE))
+            count += 1
+        if index == 5:
+            entries.append(("Lavrov meets Choe Son Hui in Moscow on tourism links",
+                            "https://other.example.org/lavrov", "Talks on tourism links."))
+        feeds.append({"url": feed_server.serve(f"/b{index}.xml", _burst_feed(index, entries)),
+                      "name": f"Outlet {index}"})
+    assert count == 40
+    config = write_config(tmp_path, feeds, [{"url": sink.url}])
+    assert main(["--config", str(config), "run", "--once"]) == 0
+    assert len(sink.received) == 2, sink.titles()
+    pact = next(m for m in sink.received if "pact" in m["title"])
+    named = [f"Outlet {i}" for i in range(12) if f"Outlet {i}" in pact["message"]]
+    assert len(named) >= 10, pact["message"]
+
+
 def test_alike_stories_a_week_apart_stay_two(tmp_path: Path, feed_server: FeedServer,
                                              sink: Sink) -> None:
     """A story like one alerted a week ago (other link) is a new story and alerts again."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from datetime import time
 from pathlib import Path
 
 import pytest
@@ -52,6 +53,33 @@ BROKEN = [
      2, "entities.none", ["no aliases"]),
     ("watchlists:\n  - name: w\n    priority: urgent\n    entities: {a: [x]}\n    rules:\n"
      "      - any: [a]\n", 3, "watchlists[0].priority", ["'low', 'normal' or 'high'"]),
+    # Pacing and message keys of a target.
+    ("notify:\n  - url: json://h/x\n    mode: weekly\n", 3, "notify[0].mode",
+     ["'immediate' or 'digest'"]),
+    ("notify:\n  - url: json://h/x\n    mdoe: digest\n", 3, "notify[0].mdoe",
+     ["did you mean `mode`"]),
+    ("notify:\n  - url: json://h/x\n    digest_every: 10s\n", 3, "notify[0].digest_every",
+     ["greater than or equal to 60"]),
+    ("notify:\n  - url: json://h/x\n    rate_limit: lots\n", 3, "notify[0].rate_limit",
+     ["invalid rate 'lots'", "10/h"]),
+    ("notify:\n  - url: json://h/x\n    rate_limit: 0/h\n", 3, "notify[0].rate_limit",
+     ["at least 1"]),
+    ("notify:\n  - url: json://h/x\n    quiet_hours: '22:00'\n", 3, "notify[0].quiet_hours",
+     ["HH:MM-HH:MM"]),
+    ("notify:\n  - url: json://h/x\n    quiet_hours: 25:00-07:00\n", 3,
+     "notify[0].quiet_hours", ["invalid time '25:00'"]),
+    ("notify:\n  - url: json://h/x\n    quiet_hours: 07:00-07:00\n", 3,
+     "notify[0].quiet_hours", ["cannot start and end at the same time"]),
+    ("notify:\n  - url: json://h/x\n    timezone: Mars/Olympus\n", 3, "notify[0].timezone",
+     ["unknown time zone 'Mars/Olympus'"]),
+    ("notify:\n  - url: json://h/x\n    timezone: ../../etc/passwd\n", 3,
+     "notify[0].timezone", ["unknown time zone"]),
+    ("notify:\n  - url: json://h/x\n    format: pdf\n", 3, "notify[0].format",
+     ["'markdown', 'html' or 'text'"]),
+    ("notify:\n  - url: json://h/x\n    max_length: 10\n", 3, "notify[0].max_length",
+     ["greater than or equal to 200"]),
+    ("notify:\n  - url: json://h/x\n    template:\n      title: '{{ titel }}'\n", 4,
+     "notify[0].template.title", ["'titel' is undefined"]),
 ]
 
 
@@ -154,3 +182,13 @@ def test_bad_command_line_exits_2_with_usage_hint(capsys: pytest.CaptureFixture[
         main(["frobnicate"])
     assert caught.value.code == 2
     assert "see monitor --help" in capsys.readouterr().err
+
+
+def test_unquoted_times_in_yaml_are_read_as_clock_times() -> None:
+    """YAML 1.1 reads 08:00 as the number 480; it still means 08:00 local time."""
+    config = parse_config("notify:\n  - url: json://h/x\n    digest_at: 08:00\n"
+                          "    quiet_hours: 22:30-06:45\n    rate_limit: 5/30m\n")
+    target = config.notify[0]
+    assert target.digest_at == time(8, 0)
+    assert target.quiet_hours == (time(22, 30), time(6, 45))
+    assert target.rate_limit == (5, 1800.0)

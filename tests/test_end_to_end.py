@@ -102,17 +102,22 @@ def test_target_down_gets_the_alert_later_even_after_the_item_left_its_feed(
 
 def test_email_target_receives_html_alert(tmp_path: Path, feed_server: FeedServer,
                                           smtp: tuple[object, int]) -> None:
-    """A mailto:// target gets the alert as an email with an HTML part."""
+    """A mailto:// target gets the alert as an HTML email: title in bold, matched terms marked,
+    the link clickable, and the published time in the target's time zone."""
     mailbox, port = smtp
     feeds = [{"url": feed_server.serve("/ru.xml", render_feed("russian.xml"))}]
     url = f"mailto://127.0.0.1:{port}?from=monitor@example.org&to=desk@example.org&mode=insecure"
-    config = write_config(tmp_path, feeds, [{"url": url, "name": "desk"}])
+    config = write_config(tmp_path, feeds, [{"url": url, "name": "desk",
+                                              "timezone": "Asia/Seoul"}])
     assert main(["--config", str(config), "run", "--once"]) == 0
     messages = mailbox.messages  # type: ignore[attr-defined]
     assert len(messages) == 1
     assert "Лавров" in str(messages[0]["Subject"]) or "=?utf-8?" in str(messages[0]["Subject"])
     html = [p for p in messages[0].walk() if p.get_content_type() == "text/html"]
-    assert html and "<strong>" in html[0].get_payload(decode=True).decode()
+    assert html
+    page = html[0].get_payload(decode=True).decode()
+    assert "<b>Лавров прибыл в Пхеньян" in page
+    assert '<a href="https://' in page and "KST" in page and "[ru]" in page
 
 
 def test_no_notify_prints_alerts_to_the_console(

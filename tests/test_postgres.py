@@ -142,3 +142,30 @@ def test_daemons_share_feeds_and_survive_losing_one(
     assert [d.returncode for d in daemons[1:]] == [0, 0]
     assert not any("Traceback" in (tmp_path / f"daemon{n}.log").read_text() for n in range(3))
     _assert_each_story_once(sink, window=2)
+
+
+def test_version_1_postgres_database_is_upgraded_in_place(pg_url: str) -> None:
+    """A PostgreSQL database of schema v1 gains the v2 columns and keeps its rows."""
+    import psycopg
+
+    from monitor.store import Store
+    from monitor.tables import SCHEMA_VERSION
+
+    Store(pg_url).close()
+    with psycopg.connect(pg_url.replace("postgresql+psycopg://", "postgresql://"),
+                         autocommit=True) as db:
+        for table, column in [("outbox", "kind"), ("outbox", "fields"), ("outbox", "held"),
+                              ("entries", "revised_at")]:
+            db.execute(f"ALTER TABLE {table} DROP COLUMN {column}")
+        db.execute("DROP TABLE messages")
+        db.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
+        db.execute("INSERT INTO outbox (target, target_name, watchlists, title, body, status, "
+                   "attempts, created_at, next_attempt_at) VALUES ('t', 'n', 'w', 'Old', 'b', "
+                   "'PENDING', 0, now(), now())")
+    store = Store(pg_url)
+    try:
+        assert store.schema_version() == SCHEMA_VERSION
+        [row] = store.due_deliveries()
+        assert (row.title, row.kind, row.fields, row.held) == ("Old", "alert", None, None)
+    finally:
+        store.close()

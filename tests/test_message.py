@@ -1,0 +1,119 @@
+"""Message text: alerts and digests per format, users' templates, and channel-sized parts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from monitor.config import ConfigError, parse_config
+from monitor.message import (
+    AlertFields,
+    Story,
+    Style,
+    Template,
+    fit,
+    render_digest,
+    render_story,
+)
+
+FIELDS = AlertFields(
+    title="Rusia & Korea Utara <teken> perjanjian", link="https://id.example/a?x=1&y=2",
+    feed="Harian", published="2026-11-27T01:30:00+00:00", language="id",
+    watchlists=("russia-dprk",), priority="high", terms="russia-dprk — russia: Rusia",
+    snippet="Rusia dan Korea Utara <b>menandatangani</b>", highlights=((0, 5),),
+    summary="…")
+SEOUL = ZoneInfo("Asia/Seoul")
+
+
+@pytest.mark.parametrize(("fmt", "expected", "absent"), [
+    ("markdown", ["**Rusia & Korea Utara <teken> perjanjian** [id]", "2026-11-27 10:30 KST",
+                  "> **Rusia** dan Korea", "Also reported by: A, B"], []),
+    ("html", ["<b>Rusia &amp; Korea Utara &lt;teken&gt; perjanjian</b> [id]",
+              "<b>Rusia</b> dan Korea Utara &lt;b&gt;menandatangani",
+              '<a href="https://id.example/a?x=1&amp;y=2">'], ["<teken>"]),
+    ("text", ["Rusia & Korea Utara <teken> perjanjian [id]", "“Rusia dan Korea"], ["**"]),
+])
+def test_alert_renders_in_each_format(fmt: str, expected: list[str], absent: list[str]) -> None:
+    """Each format shows title, language code, local time, marked terms and sources; html
+    escapes every piece of feed text."""
+    title, body = render_story(Story(FIELDS, ("A", "B"), SEOUL),
+                               Style(format=fmt, zone=SEOUL))  # type: ignore[arg-type]
+    assert title == "[russia-dprk] Rusia & Korea Utara <teken> perjanjian"
+    for fragment in expected:
+        assert fragment in body, body
+    for fragment in absent:
+        assert fragment not in body
+
+
+def test_template_gets_the_story_fields() -> None:
+    """A target's template sees title, feed, language, time, sources and link."""
+    template = Template(title="{{ feed }}: {{ title }}",
+                        body="{{ language }} {{ published }} {{ also }} {{ link }}")
+    title, body = render_story(Story(FIELDS, ("A", "B"), SEOUL),
+                               Style(template=template, zone=SEOUL))
+    assert title == "Harian: Rusia & Korea Utara <teken> perjanjian"
+    assert body == "id 2026-11-27 10:30 KST A, B https://id.example/a?x=1&y=2"
+
+
+def test_html_template_escapes_feed_text() -> None:
+    """In an html template a feed's markup is text, not markup."""
+    _, body = render_story(Story(FIELDS), Style(format="html", template=Template(
+        body="<p>{{ title }}</p>")))
+    assert body == "<p>Rusia &amp; Korea Utara &lt;teken&gt; perjanjian</p>"
+
+
+def _config(template: str) -> str:
+    return ("notify:\n  - url: json://127.0.0.1:9/x\n    template:\n"
+            f"      body: {template!r}\n")
+
+
+@pytest.mark.parametrize(("template", "problem"), [
+    ("{{ title", "TemplateSyntaxError"),
+    ("{{ nonsense }}", "UndefinedError"),
+    ("{{ ''.__class__.__mro__[1].__subclasses__() }}", "template"),
+    ("{% for x in range(10**9) %}{% endfor %}", "template"),
+])
+def test_bad_and_hostile_templates_are_refused_at_load(template: str, problem: str,
+                                                        tmp_path: Path) -> None:
+    """Syntax errors, unknown fields and sandbox escapes are config errors with a line."""
+    with pytest.raises(ConfigError) as error:
+        parse_config(_config(template), tmp_path / "c.yaml")
+    assert problem in str(error.value)
+    assert ":4: notify[0].template.body: template" in str(error.value)
+
+
+def test_digest_groups_stories_by_watchlist() -> None:
+    """A digest lists each story once under its watchlist, with its other sources."""
+    other = AlertFields(title="Lavrov in Pyongyang", link=None, feed="Wire", published=None,
+                        language="en", watchlists=("diplomacy",), priority="normal", terms="",
+                        snippet="")
+    title, body = render_digest([Story(FIELDS, ("A",)), Story(other)], Style(), "quiet hours")
+    assert title == "2 stories (quiet hours): russia-dprk, diplomacy"
+    lines = body.splitlines()
+    assert lines[0] == "**russia-dprk (1)**"
+    assert lines[1].startswith("• Rusia & Korea Utara <teken> perjanjian [id] — Harian")
+    assert lines[1].endswith("(+1: A)")
+    assert "**diplomacy (1)**" in lines and "• Lavrov in Pyongyang [en] — Wire, no date" in lines
+
+
+@pytest.mark.parametrize(("title_max", "body_max"), [(0, 4096), (250, 600), (100, 300)])
+def test_long_messages_are_cut_between_lines_into_numbered_parts(title_max: int,
+                                                                 body_max: int) -> None:
+    """Every part fits the channel (with the title when the channel has none), lines stay
+    whole, and nothing is lost."""
+    lines = [f"• story {n}: " + "x" * 70 for n in range(200)]
+    parts = fit("A digest", "\n".join(lines), title_max, body_max)
+    assert len(parts) > 1
+    for number, (title, body) in enumerate(parts, 1):
+        assert title == f"A digest ({number}/{len(parts)})"
+        size = len(body) + (0 if title_max else len(title) + 2)
+        assert size <= body_max
+    assert [line for _, body in parts for line in body.splitlines()] == lines
+
+
+def test_a_line_longer_than_the_channel_is_trimmed() -> None:
+    """One huge line is cut with an ellipsis instead of being refused by the channel."""
+    [(_, body)] = fit("t", "y" * 10_000, 250, 500)
+    assert len(body) <= 500 and body.endswith("…")
