@@ -186,6 +186,7 @@ class NotifyConfig(_Model):
     template: TemplateConfig = TemplateConfig()
     max_length: int | None = Field(default=None, ge=200)
     updates: bool = False
+    sources_after: Duration | None = Field(default=None, ge=60)
 
     @field_validator("url")
     @classmethod

@@ -240,6 +240,18 @@ def render_update(entry: Entry, old_title: str) -> tuple[str, str]:
     return f"Updated: {entry.title}{language}", "\n".join(lines)
 
 
+def render_sources(story: Story) -> tuple[str, str]:
+    """Title and body (markdown) of the note naming the outlets that reported a story after
+    its alert was sent."""
+    f = story.fields
+    lines = [f"Since the alert, {len(story.sources)} more outlet"
+             f"{'s' if len(story.sources) > 1 else ''} reported this story: "
+             f"{', '.join(story.sources)}"]
+    if f.link:
+        lines += ["", f.link]
+    return f"Also reported: {f.title}{story.language_tag()}", "\n".join(lines)
+
+
 def fit(title: str, body: str, title_max: int, body_max: int) -> list[tuple[str, str]]:
     """The message as parts that fit a channel's limits (0 = the channel has no title: Apprise
     puts the title in the body), cut between lines and numbered "(1/3)" when cut."""

@@ -51,6 +51,8 @@ class Target:
     title_max: int = 250
     body_max: int = 32768
     updates: bool = False
+    # After an alert, one note this much later naming the outlets that reported it since.
+    sources_after: timedelta | None = None
 
 
 @dataclass(frozen=True)
@@ -88,7 +90,9 @@ def _target(number: int, notify: NotifyConfig) -> Target:
         body_max = min(body_max, notify.max_length)
     return Target(url=notify.url, label=notify.name or f"{notify.url.split('://')[0]} target "
                   f"{number}", id=target_id(notify.url), tags=notify.tags, policy=policy,
-                  style=style, title_max=title_max, body_max=body_max, updates=notify.updates)
+                  style=style, title_max=title_max, body_max=body_max, updates=notify.updates,
+                  sources_after=timedelta(seconds=notify.sources_after)
+                  if notify.sources_after else None)
 
 
 def targets(config: Config) -> list[Target]:

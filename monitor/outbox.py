@@ -18,7 +18,7 @@ from datetime import datetime
 
 from monitor import metrics
 from monitor.logs import redact
-from monitor.message import AlertFields, Story, render_digest, render_story
+from monitor.message import AlertFields, Story, render_digest, render_sources, render_story
 from monitor.notifier import Target, send
 from monitor.pipeline import OWNER, Runtime, retry_at
 from monitor.schedule import DIGEST, Pending, plan
@@ -41,7 +41,9 @@ def _story(rt: Runtime, delivery: Delivery, target: Target) -> Story:
     """The delivery as a story for `target`: its recorded facts and the sources that reported
     it so far (a notice or an old row without facts becomes a story of its own title)."""
     if delivery.fields:
-        sources = rt.store.story_sources(delivery.entry_id) if delivery.entry_id else []
+        # A sources note names only the outlets that reported the story since its alert.
+        since = delivery.created_at if delivery.kind == "sources" else None
+        sources = rt.store.story_sources(delivery.entry_id, since) if delivery.entry_id else []
         return Story(AlertFields.from_json(delivery.fields), tuple(sources), target.style.zone)
     fields = AlertFields(title=delivery.title, link=None, feed="monitor", published=None,
                          language=None, watchlists=(delivery.watchlists or delivery.kind,),
@@ -49,11 +51,23 @@ def _story(rt: Runtime, delivery: Delivery, target: Target) -> Story:
     return Story(fields, zone=target.style.zone)
 
 
+def _drop_empty_notes(rt: Runtime, rows: Sequence[Delivery], target: Target) -> list[Delivery]:
+    """`rows` without the sources notes of stories no other outlet reported since their alert
+    (those are deleted: they have nothing to say)."""
+    empty = [row.id for row in rows if row.kind == "sources" and row.id is not None
+             and not _story(rt, row, target).sources]
+    if empty:
+        rt.store.drop(empty)
+    return [row for row in rows if row.id not in empty]
+
+
 def _compose(rt: Runtime, rows: Sequence[Delivery], target: Target,
              reasons: Sequence[str]) -> tuple[str, str, str]:
     """Title, body and body format of the one message carrying `rows`."""
     if len(rows) == 1 and not reasons:
         row = rows[0]
+        if row.kind == "sources":
+            return (*render_sources(_story(rt, row, target)), "markdown")
         if row.fields:
             return (*render_story(_story(rt, row, target), target.style), target.style.format)
         return row.title, row.body, "markdown"  # notices and updates are written in markdown
@@ -72,10 +86,18 @@ async def _send_message(rt: Runtime, target: Target, rows: Sequence[Delivery],
     rows = [row for row in rows if row.id in claimed]
     if not rows:
         return "taken"  # another process is sending them
+    rows = await asyncio.to_thread(_drop_empty_notes, rt, rows, target)
+    if not rows:
+        return "dropped"
+    claimed = [row.id for row in rows if row.id is not None]
     title, body, body_format = await asyncio.to_thread(_compose, rt, rows, target, reasons)
     outcome = await send(target, title, body, rt.config.delivery.timeout, body_format)
     if outcome.ok:
-        await asyncio.to_thread(rt.store.mark_sent, claimed, target.id, len(rows) > 1, now)
+        single = rows[0] if len(rows) == 1 and rows[0].kind == "alert" else None
+        note_at = now + target.sources_after if single and single.entry_id and \
+            single.fields and target.sources_after else None
+        await asyncio.to_thread(rt.store.mark_sent, claimed, target.id, len(rows) > 1, now,
+                                note_at)
         what = f"digest of {len(rows)}" if len(rows) > 1 else f"alert {claimed[0]}"
         log.info("%s sent to %s: %s", what, target.label, title)
         return "sent"
@@ -172,7 +194,7 @@ async def deliver_due(rt: Runtime, batch: int = 500,
     A failure is retried later with backoff, never dropped; a row past `expire_after` is marked
     expired and logged as an error.
     """
-    counts = {"sent": 0, "retrying": 0, "expired": 0, "taken": 0}
+    counts = {"sent": 0, "retrying": 0, "expired": 0, "taken": 0, "dropped": 0}
     while True:
         moment = now or utcnow()
         try:

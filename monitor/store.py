@@ -18,7 +18,18 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, case, event, func, inspect, or_, text, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    case,
+    delete,
+    event,
+    func,
+    inspect,
+    or_,
+    text,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
@@ -420,17 +431,22 @@ class Store:
                 return story.id
         return None
 
-    def story_sources(self, entry_id: int) -> list[str]:
-        """Names of the other feeds that reported the story of entry `entry_id`."""
+    def story_sources(self, entry_id: int, since: datetime | None = None) -> list[str]:
+        """Names of the other feeds that reported the story of entry `entry_id` (only those
+        first seen after `since`, when given)."""
         with self.transaction() as session:
             own = session.get(EntryRow, entry_id)
             if own is None or own.story_id is None:
                 return []
-            names = session.exec(
-                select(FeedRow.name).join(EntryRow, col(EntryRow.feed_id) == FeedRow.id)
-                .where(EntryRow.story_id == own.story_id, col(EntryRow.feed_id) != own.feed_id)
-                .order_by(col(EntryRow.id)))
-            return list(dict.fromkeys(names))
+            query = (select(FeedRow.name, EntryRow.seen_at)
+                     .join(EntryRow, col(EntryRow.feed_id) == FeedRow.id)
+                     .where(EntryRow.story_id == own.story_id,
+                            col(EntryRow.feed_id) != own.feed_id)
+                     .order_by(col(EntryRow.id)))
+            first_seen: dict[str, datetime] = {}
+            for name, seen in session.exec(query):
+                first_seen.setdefault(name, seen)
+            return [name for name, seen in first_seen.items() if since is None or seen > since]
 
     def entries_since(self, since: datetime) -> list[tuple[Entry, list[str]]]:
         """Entries seen since `since`, oldest first, with the watchlists they matched then."""
@@ -616,8 +632,9 @@ class Store:
                             .values(next_attempt_at=when))
 
     def mark_sent(self, delivery_ids: Sequence[int], target: str, digest: bool = False,
-                  now: datetime | None = None) -> None:
-        """The target accepted one message carrying these deliveries."""
+                  now: datetime | None = None, sources_note: datetime | None = None) -> None:
+        """The target accepted one message carrying these deliveries; with `sources_note`,
+        queue the alert's "also reported by" note for then."""
         now = now or utcnow()
         with self.transaction() as session:
             session.execute(update(Delivery).where(col(Delivery.id).in_(delivery_ids)).values(
@@ -625,6 +642,20 @@ class Store:
                 last_error=None))
             session.add(MessageRow(target=target, sent_at=now, alerts=len(delivery_ids),
                                    digest=digest))
+            alert = session.get(Delivery, delivery_ids[0]) if sources_note else None
+            if sources_note and alert is not None and alert.entry_id is not None:
+                session.add(Delivery(entry_id=alert.entry_id, target=alert.target,
+                                     target_name=alert.target_name, kind="sources",
+                                     watchlists=alert.watchlists, title=alert.title,
+                                     body="", fields=alert.fields,
+                                     # Entries' seen_at is wall-clock time, not `now` (which
+                                     # tests move): "since" must be on the same clock.
+                                     created_at=utcnow(), next_attempt_at=sources_note))
+
+    def drop(self, delivery_ids: Sequence[int]) -> None:
+        """Forget deliveries that turned out to have nothing to say."""
+        with self.transaction() as session:
+            session.execute(delete(Delivery).where(col(Delivery.id).in_(delivery_ids)))
 
     def mark_failed(self, delivery_ids: Sequence[int], error: str,
                     retry_at: datetime | None) -> None:

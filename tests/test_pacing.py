@@ -186,6 +186,31 @@ def test_retitled_entry_gives_one_updated_note_and_never_a_second_alert(
         quiet_sink.close()
 
 
+def test_sources_note_names_the_outlets_that_reported_the_story_after_its_alert(
+        tmp_path: Path, feed_server: FeedServer, sink: Sink) -> None:
+    """With `sources_after`, a story alerts at once and, that long after, one short note names
+    the outlets that reported it since; a story nobody else reported gets no note."""
+    config = _setup(tmp_path, feed_server, [("t0", TRADE[0]), ("t1", TRADE[1])],
+                    [{"url": sink.url, "sources_after": "30m"}])
+    now = datetime.now(UTC) + timedelta(seconds=30)
+    assert _cycle(config, now) == [2]
+    feeds = [{"url": feed_server.serve("/desk.xml", _rss([("t0", TRADE[0]), ("t1", TRADE[1])])),
+              "name": "Desk"}]
+    for outlet in ("Wire", "Daily", "Herald"):
+        body = _rss([(f"{outlet}-1", TRADE[0])]).replace(
+            f"news.example/{outlet}-1".encode(), f"news.example/t0?utm_source={outlet}".encode())
+        feeds.append({"url": feed_server.serve(f"/{outlet}.xml", body), "name": outlet})
+    config = write_config(tmp_path, feeds, [{"url": sink.url, "sources_after": "30m"}],
+                          watchlists=WATCHLISTS)
+    assert _cycle(config, now + timedelta(minutes=10), now + timedelta(minutes=31)) == [0, 1]
+    note = sink.received[2]
+    assert note["title"] == f"Also reported: {TRADE[0]}"
+    named = note["message"].split("reported this story: ")[1].splitlines()[0]
+    assert note["message"].startswith("Since the alert, 3 more outlets")
+    assert sorted(named.split(", ")) == ["Daily", "Herald", "Wire"]
+    assert len(sink.received) == 3  # nothing about the story no one else reported
+
+
 def test_version_1_database_is_upgraded_in_place(tmp_path: Path, feed_server: FeedServer,
                                                  sink: Sink) -> None:
     """A database written by schema v1 gains the new columns and table, keeps its rows, and
