@@ -214,7 +214,8 @@ def render_digest(stories: Sequence[Story], style: Style, reason: str) -> tuple[
     fmt, groups = style.format, dict[str, list[Story]]()
     for story in stories:
         groups.setdefault(", ".join(story.fields.watchlists), []).append(story)
-    title = f"{len(stories)} stories ({reason}): {', '.join(groups)}"
+    count = f"{len(stories)} stor{'y' if len(stories) == 1 else 'ies'}"
+    title = f"{count} ({reason}): {', '.join(groups)}"
     bold = {"markdown": "**{}**", "html": "<b>{}</b>", "text": "{}"}[fmt]
     lines: list[str] = []
     for name, members in groups.items():

@@ -117,3 +117,9 @@ def test_a_line_longer_than_the_channel_is_trimmed() -> None:
     """One huge line is cut with an ellipsis instead of being refused by the channel."""
     [(_, body)] = fit("t", "y" * 10_000, 250, 500)
     assert len(body) <= 500 and body.endswith("…")
+
+
+def test_digest_of_one_story_says_story() -> None:
+    """A digest-mode target's digest of a single story reads "1 story"."""
+    title, _ = render_digest([Story(FIELDS)], Style(), "digest")
+    assert title == "1 story (digest): russia-dprk"
