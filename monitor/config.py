@@ -28,6 +28,8 @@ from pydantic import (
 )
 
 DEFAULT_CONFIG = "config.yaml"
+# libyaml's safe loader where PyYAML was built with it: 10x faster on a config of many feeds.
+_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 MAX_CONFIG_VALUES = 200_000
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
@@ -449,8 +451,8 @@ def parse_config(text: str, path: Path | str = "<config>") -> Config:
     """Validate config text; `path` is used for messages and to place relative files."""
     path = Path(path)
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-        raw = yaml.safe_load(text)
+        root = yaml.compose(text, Loader=_LOADER)
+        raw = yaml.load(text, Loader=_LOADER)  # noqa: S506 (a SafeLoader)
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         problem = getattr(error, "problem", None) or str(error)

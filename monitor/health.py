@@ -56,7 +56,11 @@ def check_health(rt: Runtime) -> int:
     for row in rt.store.feeds():
         if row.url not in configured or row.id is None:
             continue
-        state = feed_health(row, rt.store.cadence(row.id, now - CADENCE_WINDOW), health, now)
+        quiet = (now - row.last_new_entry_at).total_seconds() if row.last_new_entry_at else 0
+        # The cadence (a query per feed) matters only to a feed quiet for stale_after already.
+        cadence = rt.store.cadence(row.id, now - CADENCE_WINDOW) \
+            if quiet >= health.stale_after else None
+        state = feed_health(row, cadence, health, now)
         if state == row.health:
             continue
         changed += 1

@@ -7,17 +7,16 @@ URL itself: Apprise URLs carry tokens. With no `notify` entry configured, alerts
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
+from types import ModuleType
 from typing import Any
 from zoneinfo import ZoneInfo
-
-import apprise
-from apprise.decorators import notify as apprise_plugin
 
 from monitor.config import Config, NotifyConfig
 from monitor.message import Style, Template, fit
@@ -29,12 +28,22 @@ _HOSTLIKE = re.compile(r"^([a-z0-9-]+\.)+[a-z]{2,}$|^\d{1,3}(\.\d{1,3}){3}$|^loc
 _PASSWORD_MIN = 3
 
 
-@apprise_plugin(on="console", name="Console")  # type: ignore[untyped-decorator,no-untyped-call]
 def _print_alert(body: str, title: str, notify_type: str, *args: Any, **kwargs: Any) -> bool:
     """Apprise target that prints alerts to standard output."""
     sys.stdout.write(f"\n=== {title} ===\n{body}\n" if title else f"\n{body}\n")
     sys.stdout.flush()
     return True
+
+
+@functools.cache
+def _apprise() -> ModuleType:
+    """Apprise, imported on first use (it is 0.4 s of start-up that a run with nothing to
+    send does not need), with our console:// target registered."""
+    import apprise  # noqa: PLC0415
+    from apprise.decorators import notify  # noqa: PLC0415
+
+    notify(on="console", name="Console")(_print_alert)  # type: ignore[no-untyped-call]
+    return apprise
 
 
 @dataclass(frozen=True)
@@ -47,9 +56,7 @@ class Target:
     tags: tuple[str, ...] = ()
     policy: Policy = field(default_factory=Policy)
     style: Style = field(default_factory=Style)
-    # The channel's limits (Apprise's, or the configured max_length); title 0 = no title.
-    title_max: int = 250
-    body_max: int = 32768
+    max_length: int | None = None  # the configured cap on a message body, if any
     updates: bool = False
     # After an alert, one note this much later naming the outlets that reported it since.
     sources_after: timedelta | None = None
@@ -68,9 +75,10 @@ def target_id(url: str) -> str:
     return hashlib.sha256(url.encode()).hexdigest()[:16]
 
 
-def _limits(url: str) -> tuple[int, int]:
-    """(title, body) limits of the Apprise service behind `url`."""
-    plugin = apprise.Apprise.instantiate(url, suppress_exceptions=True)
+@functools.cache
+def limits(url: str) -> tuple[int, int]:
+    """(title, body) limits of the Apprise service behind `url` (title 0: it has no title)."""
+    plugin = _apprise().Apprise.instantiate(url, suppress_exceptions=True)
     if plugin is None:
         return 250, 32768
     return int(getattr(plugin, "title_maxlen", 250)), int(getattr(plugin, "body_maxlen", 32768))
@@ -85,12 +93,9 @@ def _target(number: int, notify: NotifyConfig) -> Target:
                     if notify.rate_limit else None)
     style = Style(format=notify.message_format, zone=zone,
                   template=Template(notify.template.title, notify.template.body))
-    title_max, body_max = _limits(notify.url)
-    if notify.max_length:
-        body_max = min(body_max, notify.max_length)
     return Target(url=notify.url, label=notify.name or f"{notify.url.split('://')[0]} target "
                   f"{number}", id=target_id(notify.url), tags=notify.tags, policy=policy,
-                  style=style, title_max=title_max, body_max=body_max, updates=notify.updates,
+                  style=style, max_length=notify.max_length, updates=notify.updates,
                   sources_after=timedelta(seconds=notify.sources_after)
                   if notify.sources_after else None)
 
@@ -167,20 +172,21 @@ def _failure(result: Any) -> str:
     return str(status)
 
 
-_FORMATS = {"markdown": apprise.NotifyFormat.MARKDOWN, "html": apprise.NotifyFormat.HTML,
-            "text": apprise.NotifyFormat.TEXT}
-
-
 async def send(target: Target, title: str, body: str, timeout: float,
                body_format: str = "markdown") -> SendOutcome:
     """Send one message to one target, in parts if it is longer than the channel takes; the
     outcome is read from Apprise's per-target result (a failed part fails the message)."""
+    apprise = _apprise()
     sender = apprise.Apprise()
     if not sender.add(target.url):
         return SendOutcome(False, "Apprise does not understand this URL")
-    for part_title, part_body in fit(title, body, target.title_max, target.body_max):
+    title_max, body_max = limits(target.url)
+    body_max = min(body_max, target.max_length or body_max)
+    formats = {"markdown": apprise.NotifyFormat.MARKDOWN, "html": apprise.NotifyFormat.HTML,
+               "text": apprise.NotifyFormat.TEXT}
+    for part_title, part_body in fit(title, body, title_max, body_max):
         result = await sender.async_notify(body=part_body, title=part_title, timeout=timeout,
-                                           body_format=_FORMATS[body_format])
+                                           body_format=formats[body_format])
         if not bool(result):
             return SendOutcome(False, _failure(result))
     return SendOutcome(True)
