@@ -180,6 +180,7 @@ class NotifyConfig(_Model):
     mode: Literal["immediate", "digest"] = "immediate"
     digest_every: Duration = Field(default=3600.0, ge=60, le=7 * 86400)
     digest_at: Annotated[time, BeforeValidator(parse_clock)] = time(0, 0)
+    digest_limit: int = Field(default=50, ge=1, le=1000)
     rate_limit: Annotated[tuple[int, float], BeforeValidator(parse_rate)] | None = None
     quiet_hours: Annotated[tuple[time, time], BeforeValidator(parse_quiet)] | None = None
     timezone: Annotated[str, BeforeValidator(parse_zone)] = "UTC"

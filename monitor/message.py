@@ -22,6 +22,7 @@ from jinja2.sandbox import SandboxedEnvironment
 from markupsafe import Markup
 
 from monitor.models import Entry, Match
+from monitor.schedule import RANK
 
 log = logging.getLogger("monitor")
 Format = Literal["markdown", "html", "text"]
@@ -57,9 +58,6 @@ class AlertFields:
         return cls(**data)
 
 
-_RANK = {"low": 0, "normal": 1, "high": 2}
-
-
 def alert_fields(entry: Entry, matches: Sequence[Match]) -> AlertFields:
     """The facts of the alert for `entry`, which `matches` explain."""
     terms = "; ".join(
@@ -71,7 +69,7 @@ def alert_fields(entry: Entry, matches: Sequence[Match]) -> AlertFields:
         title=entry.title or "(untitled)", link=entry.link, feed=entry.feed_name,
         published=entry.published.astimezone(UTC).isoformat() if entry.published else None,
         language=entry.language, watchlists=tuple(m.watchlist for m in matches),
-        priority=max((m.priority for m in matches), key=lambda p: _RANK.get(p, 1)),
+        priority=max((m.priority for m in matches), key=lambda p: RANK.get(p, 1)),
         terms=terms, snippet=first.snippet.replace("\n", " "), highlights=first.highlights,
         summary=entry.summary[:600])
 
@@ -130,11 +128,11 @@ def _highlighted(fields: AlertFields, fmt: Format) -> str:
     return "".join(pieces)
 
 
-def _link(url: str | None, fmt: Format, label: str | None = None) -> str:
+def _link(url: str | None, fmt: Format) -> str:
     if not url:
         return ""
     if fmt == "html":
-        return f'<a href="{html.escape(url, quote=True)}">{html.escape(label or url)}</a>'
+        return f'<a href="{html.escape(url, quote=True)}">{html.escape(url)}</a>'
     return url
 
 
@@ -184,7 +182,7 @@ def _default_body(story: Story, fmt: Format) -> str:
     if f.link:
         lines += ["", _link(f.link, fmt)]
     if story.sources:
-        lines += ["", _escape(f"Also reported by: {', '.join(story.sources)}", fmt)]
+        lines += ["", _escape(f"Also reported by: {_names(story.sources, 20)}", fmt)]
     return _join(lines, fmt)
 
 
@@ -209,8 +207,15 @@ def render_story(story: Story, style: Style) -> tuple[str, str]:
     return " ".join(title.split()), body or _default_body(story, style.format)
 
 
-def render_digest(stories: Sequence[Story], style: Style, reason: str) -> tuple[str, str]:
-    """Title and body of one message listing `stories`, grouped by watchlist."""
+def _names(names: Sequence[str], limit: int) -> str:
+    shown = ", ".join(names[:limit])
+    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
+
+
+def render_digest(stories: Sequence[Story], style: Style, reason: str,
+                  limit: int = 50) -> tuple[str, str]:
+    """Title and body of one message listing `stories` grouped by watchlist: the first `limit`
+    of them, and how many more there are (a backlog of thousands stays one message)."""
     fmt, groups = style.format, dict[str, list[Story]]()
     for story in stories:
         groups.setdefault(", ".join(story.fields.watchlists), []).append(story)
@@ -218,16 +223,21 @@ def render_digest(stories: Sequence[Story], style: Style, reason: str) -> tuple[
     title = f"{count} ({reason}): {', '.join(groups)}"
     bold = {"markdown": "**{}**", "html": "<b>{}</b>", "text": "{}"}[fmt]
     lines: list[str] = []
+    budget = limit
     for name, members in groups.items():
         lines += ["", bold.format(_escape(f"{name} ({len(members)})", fmt))]
-        for story in members:
+        for story in members[:max(budget, 0)]:
             f = story.fields
-            also = f" (+{len(story.sources)}: {', '.join(story.sources)})" if story.sources \
+            also = f" (+{len(story.sources)}: {_names(story.sources, 5)})" if story.sources \
                 else ""
             lines.append(_escape(f"• {f.title}{story.language_tag()} — {f.feed}, "
                                  f"{story.when()}{also}", fmt))
             if f.link:
                 lines.append("  " + _link(f.link, fmt))
+        budget -= len(members)
+    if len(stories) > limit:
+        lines += ["", _escape(f"…and {len(stories) - limit} more not listed here "
+                              "(`monitor history` lists them all)", fmt)]
     return title, _join(lines[1:], fmt)
 
 

@@ -57,6 +57,7 @@ class Target:
     policy: Policy = field(default_factory=Policy)
     style: Style = field(default_factory=Style)
     max_length: int | None = None  # the configured cap on a message body, if any
+    digest_limit: int = 50  # stories listed in one digest; the rest are counted
     updates: bool = False
     # After an alert, one note this much later naming the outlets that reported it since.
     sources_after: timedelta | None = None
@@ -96,6 +97,7 @@ def _target(number: int, notify: NotifyConfig) -> Target:
     return Target(url=notify.url, label=notify.name or f"{notify.url.split('://')[0]} target "
                   f"{number}", id=target_id(notify.url), tags=notify.tags, policy=policy,
                   style=style, max_length=notify.max_length, updates=notify.updates,
+                  digest_limit=notify.digest_limit,
                   sources_after=timedelta(seconds=notify.sources_after)
                   if notify.sources_after else None)
 

@@ -72,8 +72,8 @@ def _compose(rt: Runtime, rows: Sequence[Delivery], target: Target,
             return (*render_story(_story(rt, row, target), target.style), target.style.format)
         return row.title, row.body, "markdown"  # notices and updates are written in markdown
     stories = [_story(rt, row, target) for row in rows]
-    return (*render_digest(stories, target.style, " and ".join(reasons) or DIGEST),
-            target.style.format)
+    return (*render_digest(stories, target.style, " and ".join(reasons) or DIGEST,
+                           target.digest_limit), target.style.format)
 
 
 async def _send_message(rt: Runtime, target: Target, rows: Sequence[Delivery],
