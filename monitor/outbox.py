@@ -147,6 +147,17 @@ def _pending(row: Delivery) -> Pending:
     return Pending(row.id, priority, row.held, row.created_at)
 
 
+def _log_held(target: Target, held: dict[int, tuple[datetime, str]]) -> None:
+    """One line per reason: how many alerts to `target` wait, and until when (local time)."""
+    by_reason: dict[str, list[datetime]] = {}
+    for until, reason in held.values():
+        by_reason.setdefault(reason, []).append(until)
+    for reason, times in by_reason.items():
+        local = min(times).astimezone(target.style.zone)
+        log.info("%d alert%s to %s held until %s (%s)", len(times), "s" * (len(times) > 1),
+                 target.label, local.strftime("%Y-%m-%d %H:%M %Z"), reason)
+
+
 async def _drain(rt: Runtime, target: Target, rows: Sequence[Delivery],
                  now: datetime) -> list[str]:
     """One target's due rows, paced by its policy, in order; after a failure the rest wait."""
@@ -156,6 +167,7 @@ async def _drain(rt: Runtime, target: Target, rows: Sequence[Delivery],
     decided = plan(target.policy, [_pending(row) for row in rows], sent, now)
     if decided.hold:
         await asyncio.to_thread(rt.store.hold, decided.hold)
+        _log_held(target, decided.hold)
     by_id = {row.id: row for row in rows}
     messages: list[tuple[list[Delivery], list[str]]] = [([by_id[i]], []) for i in decided.singles]
     if decided.digest:

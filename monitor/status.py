@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 
 from rich.console import Console
 from rich.table import Table
 
-from monitor.config import Config
+from monitor.config import Config, NotifyConfig
+from monitor.notifier import targets
 from monitor.store import Store
 from monitor.tables import utcnow
 
@@ -45,6 +46,17 @@ class InstanceStatus:
 
 
 @dataclass(frozen=True)
+class TargetStatus:
+    """One notify target: its pace, and the alerts it has waiting."""
+
+    name: str
+    pace: str
+    pending: int
+    held: int
+    next_release: datetime | None  # when the first held alert goes out
+
+
+@dataclass(frozen=True)
 class Status:
     """Everything `monitor status` reports."""
 
@@ -52,6 +64,37 @@ class Status:
     outbox: dict[str, int]
     watchlists: dict[str, dict[str, int]]
     instances: list[InstanceStatus]
+    targets: list[TargetStatus] = field(default_factory=list)
+
+
+def describe_pace(notify: NotifyConfig) -> str:
+    """A target's pace in a few words, e.g. "digest every 1h; quiet 22:00-07:00 Asia/Seoul"."""
+    parts = [f"digest every {_duration(notify.digest_every)}" if notify.mode == "digest"
+             else "immediate"]
+    if notify.rate_limit:
+        parts.append(f"at most {notify.rate_limit[0]} per {_duration(notify.rate_limit[1])}")
+    if notify.quiet_hours:
+        start, end = notify.quiet_hours
+        bypass = "" if notify.urgent == "none" else f" ({notify.urgent} priority goes through)"
+        parts.append(f"quiet {start:%H:%M}-{end:%H:%M} {notify.timezone}{bypass}")
+    return "; ".join(parts)
+
+
+def _duration(seconds: float) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds // size:.0f}{unit}"
+    return f"{seconds:g}s"
+
+
+def _targets(config: Config, store: Store) -> list[TargetStatus]:
+    waiting = store.waiting_by_target()
+    result = []
+    for target, notify in zip(targets(config), config.notify or (None,), strict=True):
+        pending, held, release = waiting.get(target.id, (0, 0, None))
+        result.append(TargetStatus(target.label, describe_pace(notify) if notify else
+                                   "immediate", pending, held, release))
+    return result
 
 
 @dataclass(frozen=True)
@@ -87,7 +130,7 @@ def gather_status(config: Config, store: Store) -> Status:
         if age <= 7 * 86400:
             instances.append(InstanceStatus(row.id, age <= ALIVE_SECONDS, age, row.started_at,
                                             sum(owner == row.id for owner in held.values())))
-    return Status(feeds, store.outbox_counts(), counts, instances)
+    return Status(feeds, store.outbox_counts(), counts, instances, _targets(config, store))
 
 
 def format_time(value: datetime | None) -> str:
@@ -115,6 +158,11 @@ def render_status(status: Status, console: Console) -> None:
                       (feed.last_error or "")[:80], style=style)
     console.print(table)
     console.print("outbox: " + ", ".join(f"{n} {state}" for state, n in status.outbox.items()))
+    for target in status.targets:
+        waiting = f"{target.pending} waiting"
+        if target.held:
+            waiting += (f", {target.held} held until {format_time(target.next_release)} UTC")
+        console.print(f"target {target.name}: {target.pace}; {waiting}")
     for name, window in status.watchlists.items():
         console.print(f"watchlist {name}: {window['day']} matches in the last day, "
                       f"{window['week']} in the last week")

@@ -666,6 +666,22 @@ class Store:
                 status=status, attempts=Delivery.attempts + 1, last_error=error[:2000],
                 next_attempt_at=retry_at or utcnow()))
 
+    def waiting_by_target(self) -> dict[str, tuple[int, int, datetime | None]]:
+        """Per target id: pending alerts, how many of them are held back, and when the first
+        held one is due."""
+        now = utcnow()
+        with self.transaction() as session:
+            rows = session.exec(
+                select(Delivery.target, func.count(),
+                       func.sum(case((col(Delivery.next_attempt_at) > now, 1), else_=0)
+                                * case((col(Delivery.held).is_not(None), 1), else_=0)),
+                       func.min(case((col(Delivery.held).is_not(None),
+                                      Delivery.next_attempt_at))))
+                .where(Delivery.status == DeliveryStatus.PENDING)
+                .group_by(Delivery.target))
+            return {target: (int(count), int(held or 0), release)
+                    for target, count, held, release in rows}
+
     def outbox_counts(self) -> dict[str, int]:
         """How many deliveries are in each state."""
         with self.transaction() as session:

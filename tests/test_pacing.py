@@ -12,6 +12,9 @@ from email.message import Message
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from monitor.cli import main
 from monitor.outbox import deliver_due
 from monitor.pipeline import build_runtime, open_config, poll_all
 from monitor.schedule import Policy, next_digest
@@ -86,7 +89,8 @@ def test_digest_mode_sends_one_message_per_period(tmp_path: Path, feed_server: F
 
 
 def test_quiet_hours_hold_alerts_but_let_urgent_ones_through(
-        tmp_path: Path, feed_server: FeedServer, sink: Sink) -> None:
+        tmp_path: Path, feed_server: FeedServer, sink: Sink,
+        capsys: pytest.CaptureFixture[str]) -> None:
     """In quiet hours a high-priority story alerts at once; the others wait and arrive as one
     digest when the quiet hours end."""
     now = datetime.now(UTC).replace(second=0, microsecond=0)
@@ -97,9 +101,10 @@ def test_quiet_hours_hold_alerts_but_let_urgent_ones_through(
                     [{"url": sink.url, "quiet_hours": quiet, "timezone": "UTC"}])
     soon = datetime.now(UTC) + timedelta(seconds=30)  # after the poll has queued the alerts
     assert _cycle(config, soon) == [1]
-    store = Store(open_config(config).database)
-    assert store.outbox_counts()["held"] == 2  # what `monitor status` shows
-    store.close()
+    assert main(["--config", str(config), "status"]) == 0
+    shown = " ".join(capsys.readouterr().out.split())
+    assert f"quiet {quiet} UTC (high priority goes through); 2 waiting, 2 held until " \
+        f"{end:%Y-%m-%d %H:%M} UTC" in shown
     assert _cycle(config, now + timedelta(hours=1), end - timedelta(minutes=1), end) == [0, 0, 2]
     assert PACT in sink.received[0]["title"]
     held = sink.received[1]
