@@ -1,4 +1,4 @@
-"""Notifying: alert text, routing by tags, and sending through Apprise with per-target outcomes.
+"""Notifying: targets, routing by tags, and sending through Apprise with per-target outcomes.
 
 Targets are named in logs and in the database by a label and a hash of their URL, never by the
 URL itself: Apprise URLs carry tokens. With no `notify` entry configured, alerts go to the
@@ -20,7 +20,6 @@ from zoneinfo import ZoneInfo
 
 from monitor.config import Config, NotifyConfig
 from monitor.message import Style, Template, fit
-from monitor.models import Entry, Match
 from monitor.schedule import Policy
 
 CONSOLE_URL = "console://"
@@ -137,26 +136,6 @@ def secrets_of(url: str) -> list[str]:
         if looks_like_token and not _HOSTLIKE.match(piece):
             found.add(piece)
     return sorted(found, key=len, reverse=True)
-
-
-def render_alert(entry: Entry, matches: Sequence[Match]) -> tuple[str, str]:
-    """Title and markdown body of the alert for one entry."""
-    names = ", ".join(m.watchlist for m in matches)
-    title = f"[{names}] {entry.title or '(untitled)'}"
-    when = entry.published.strftime("%Y-%m-%d %H:%M UTC") if entry.published else "no date"
-    lines = [f"**{entry.title or '(untitled)'}**", f"{entry.feed_name} · {when}"]
-    if entry.language:
-        lines[-1] += f" · {entry.language}"
-    for match in matches:
-        found = "; ".join(f"{entity}: {', '.join(aliases)}"
-                          for entity, aliases in match.terms_by_entity().items())
-        fields = sorted({hit.field for hit in match.hits})
-        lines.append(f"Matched {match.watchlist} — {found} (in {', '.join(fields)})")
-    lines.append("")
-    lines.append("> " + matches[0].highlighted_snippet().replace("\n", " "))
-    if entry.link:
-        lines += ["", entry.link]
-    return title, "\n".join(lines)
 
 
 def _failure(result: Any) -> str:

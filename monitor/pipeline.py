@@ -27,9 +27,9 @@ from monitor.config import Config, FeedConfig, load_config
 from monitor.fetcher import Fetcher
 from monitor.logs import register_secrets
 from monitor.matcher import Watchlists, compile_watchlists, match_entry
-from monitor.message import alert_fields, render_update
+from monitor.message import Story, Style, alert_fields, render_story, render_update
 from monitor.models import Entry, FetchResult, FetchStatus
-from monitor.notifier import Target, render_alert, route, secrets_of, targets
+from monitor.notifier import Target, route, secrets_of, targets
 from monitor.store import Draft, Release, Seen, Store, StoreError
 from monitor.tables import FeedRow, utcnow
 from monitor.workers import ParserPool
@@ -138,8 +138,11 @@ def _judge(rt: Runtime, entries: Sequence[Entry], first_poll: bool) -> list[Seen
         matches = match_entry(entry, rt.watchlists)
         drafts: list[Draft] = []
         if matches and _eligible(entry, first_poll, rt.config, now):
-            title, body = render_alert(entry, matches)
-            fields = alert_fields(entry, matches).to_json()
+            facts = alert_fields(entry, matches)
+            # The stored title and body are the default rendering, for logs and `status`;
+            # the message itself is rendered per target when it is sent.
+            title, body = render_story(Story(facts), Style())
+            fields = facts.to_json()
             tags = {tag for m in matches for tag in m.tags} | set(_feed_tags(rt, entry))
             drafts = [Draft(t.id, t.label, title, body, fields)
                       for t in route(rt.targets, tags)]
