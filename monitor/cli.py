@@ -37,6 +37,7 @@ from monitor.parser import parse_feed
 from monitor.pipeline import build_runtime, open_config, poll_all
 from monitor.report import describe_match, match_record
 from monitor.status import (
+    describe_pace,
     find_history,
     gather_status,
     render_history,
@@ -164,6 +165,9 @@ def _check(config: Config) -> int:
     print(f"{config.path}: OK — {len(config.feeds)} feeds, {len(config.notify)} notify targets, "
           f"{len(config.watchlists)} watchlists, {len(compiled.terms) + len(compiled.regex_terms)}"
           f" aliases; database {'SQLite' if config.database.startswith('sqlite') else 'server'}")
+    for target, notify in zip(targets(config), config.notify, strict=False):
+        print(f"target {target.label}: {describe_pace(notify)}; {notify.message_format}"
+              + (f", tags {', '.join(target.tags)}" if target.tags else ""))
     return 0
 
 

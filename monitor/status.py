@@ -69,8 +69,8 @@ class Status:
 
 def describe_pace(notify: NotifyConfig) -> str:
     """A target's pace in a few words, e.g. "digest every 1h; quiet 22:00-07:00 Asia/Seoul"."""
-    parts = [f"digest every {_duration(notify.digest_every)}" if notify.mode == "digest"
-             else "immediate"]
+    parts = [f"digest every {_duration(notify.digest_every)} from {notify.digest_at:%H:%M} "
+             f"{notify.timezone}" if notify.mode == "digest" else "immediate"]
     if notify.rate_limit:
         parts.append(f"at most {notify.rate_limit[0]} per {_duration(notify.rate_limit[1])}")
     if notify.quiet_hours:

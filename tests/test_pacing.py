@@ -130,6 +130,21 @@ def test_rate_limit_folds_overflow_into_a_digest_and_drops_nothing(
     assert _statuses(tmp_path) == ["SENT"] * 7
 
 
+def test_check_describes_each_targets_pace_and_form(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`monitor check` says, per target, how often and in what form it hears from monitor."""
+    config = write_config(tmp_path, [], [
+        {"url": "json://127.0.0.1:9/a", "name": "chat", "rate_limit": "6/h",
+         "quiet_hours": "22:00-07:00", "timezone": "Asia/Seoul", "tags": ["korea"]},
+        {"url": "mailto://u:p@127.0.0.1:9?to=a@example.org", "name": "mail", "mode": "digest",
+         "digest_every": "1d", "digest_at": "08:00", "timezone": "Europe/Berlin"}])
+    assert main(["--config", str(config), "check"]) == 0
+    out = capsys.readouterr().out
+    assert ("target chat: immediate; at most 6 per 1h; quiet 22:00-07:00 Asia/Seoul (high "
+            "priority goes through); markdown, tags korea") in out
+    assert "target mail: digest every 1d from 08:00 Europe/Berlin; html" in out
+
+
 def test_long_digest_is_split_into_parts_the_channel_takes(
         tmp_path: Path, feed_server: FeedServer, sink: Sink) -> None:
     """A digest longer than the target's limit arrives in numbered parts, each within it."""
