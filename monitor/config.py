@@ -448,6 +448,26 @@ def _resolve_database(url: str, config_path: Path) -> str:
     return url
 
 
+def _check_holds(config: Config, path: Path, located: _Located) -> None:
+    """A target may not hold alerts longer than `delivery.expire_after`: a held alert whose
+    first attempt failed would be expired at once instead of retried."""
+    limit = config.delivery.expire_after
+    for number, notify in enumerate(config.notify):
+        holds = [("rate_limit", notify.rate_limit[1])] if notify.rate_limit else []
+        if notify.mode == "digest":
+            holds.append(("digest_every", notify.digest_every))
+        if notify.quiet_hours:
+            start, end = (t.hour * 3600 + t.minute * 60 for t in notify.quiet_hours)
+            holds.append(("quiet_hours", float((end - start) % 86400)))
+        for key, seconds in holds:
+            if seconds >= limit:
+                loc = ("notify", number, key)
+                raise ConfigError(path, f"holds alerts up to {seconds / 3600:g} h, not less than "
+                                  f"delivery.expire_after ({limit / 3600:g} h): raise "
+                                  "delivery.expire_after", key=_key_path(loc),
+                                  line=located.line(loc))
+
+
 def parse_config(text: str, path: Path | str = "<config>") -> Config:
     """Validate config text; `path` is used for messages and to place relative files."""
     path = Path(path)
@@ -478,6 +498,7 @@ def parse_config(text: str, path: Path | str = "<config>") -> Config:
         suffix = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
         raise ConfigError(path, message + suffix, key=_key_path(loc),
                           line=located.line(loc)) from None
+    _check_holds(config, path, located)
     from monitor.matcher import WatchlistError, compile_watchlists  # noqa: PLC0415 (cycle)
 
     try:

@@ -80,6 +80,11 @@ BROKEN = [
      ["greater than or equal to 200"]),
     ("notify:\n  - url: json://h/x\n    template:\n      title: '{{ titel }}'\n", 4,
      "notify[0].template.title", ["'titel' is undefined"]),
+    ("notify:\n  - url: json://h/x\n    mode: digest\n    digest_every: 7d\n", 4,
+     "notify[0].digest_every", ["holds alerts up to 168 h", "delivery.expire_after (72 h)"]),
+    ("delivery:\n  expire_after: 8h\nnotify:\n  - url: json://h/x\n"
+     "    quiet_hours: 22:00-07:00\n", 5, "notify[0].quiet_hours",
+     ["holds alerts up to 9 h", "raise delivery.expire_after"]),
 ]
 
 
