@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import email
 import json
+import os
 import re
 import socket
 import threading
@@ -21,7 +22,8 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 FEEDS = Path(__file__).resolve().parent / "feeds"
-SHARED = ROOT.parent / "shared"
+# The project's shared corpora (peer feeds, seed): beside the clone, or where CI says.
+SHARED = Path(os.environ.get("MONITOR_TEST_SHARED") or ROOT.parent / "shared")
 
 
 def render_feed(name: str, now: datetime | None = None) -> bytes:
