@@ -16,13 +16,14 @@ import random
 import socket
 import stat
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy.engine import make_url
 
 from monitor import __version__, metrics
+from monitor.coalescer import Coalescer
 from monitor.config import Config, FeedConfig, load_config
 from monitor.fetcher import Fetcher
 from monitor.logs import register_secrets
@@ -30,7 +31,7 @@ from monitor.matcher import Watchlists, compile_watchlists, match_entry
 from monitor.message import Story, Style, alert_fields, render_story, render_update
 from monitor.models import Entry, FetchResult, FetchStatus
 from monitor.notifier import Target, route, secrets_of, targets
-from monitor.store import Draft, Release, Seen, Store, StoreError
+from monitor.store import Claim, Draft, Release, Seen, Store, StoreError, Unchanged
 from monitor.tables import FeedRow, utcnow
 from monitor.workers import ParserPool
 
@@ -52,6 +53,18 @@ class Runtime:
     # After polling a feed, keep its lease this share of its interval, so other instances
     # sharing the database skip it until then (the daemon sets 0.5; a one-shot run 0).
     hold_fraction: float = 0.0
+    # Leases taken and nothing-new polls recorded by many polls at once, one transaction each.
+    claims: Coalescer[Claim, FeedRow | None] = field(init=False)
+    unchanged: Coalescer[Unchanged, None] = field(init=False)
+
+    # Polls under way at once: fetching, or waiting for a parser or the database. Twice the
+    # fetch concurrency keeps the parsers fed while fetches continue.
+    in_flight: asyncio.Semaphore = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.claims = Coalescer(self.store.claim_feeds)
+        self.unchanged = Coalescer(self.store.record_unchanged)
+        self.in_flight = asyncio.Semaphore(2 * self.config.poll.concurrency)
 
     async def close(self) -> None:
         """Close connections, stop parser workers and release the database."""
@@ -175,17 +188,21 @@ async def poll(feed: FeedConfig, rt: Runtime, force: bool = False) -> PollReport
     new again at the next poll: nothing is lost.
     """
     try:
-        row = await asyncio.to_thread(rt.store.claim_feed, feed.url, OWNER, rt.config.poll.lease,
-                                      not force)
-        if row is None or row.id is None:
-            return await asyncio.to_thread(_skipped, rt, feed)
-        hold = (feed.interval or rt.config.poll.interval) * rt.hold_fraction
-        release = Release(OWNER, utcnow() + timedelta(seconds=hold))
-        try:
-            return await _poll(feed, rt, row, release)
-        except BaseException:
-            await asyncio.to_thread(rt.store.release_feed, row.id, OWNER, 0)
-            raise
+        # A feed is claimed only when this instance can poll it now: instances sharing the
+        # database split the feeds instead of one taking them all, and no lease runs out
+        # while its feed waits its turn.
+        async with rt.in_flight:
+            row = await rt.claims.submit(Claim(feed.url, OWNER, rt.config.poll.lease,
+                                               not force))
+            if row is None or row.id is None:
+                return await asyncio.to_thread(_skipped, rt, feed)
+            hold = (feed.interval or rt.config.poll.interval) * rt.hold_fraction
+            release = Release(OWNER, utcnow() + timedelta(seconds=hold))
+            try:
+                return await _poll(feed, rt, row, release)
+            except BaseException:
+                await asyncio.to_thread(rt.store.release_feed, row.id, OWNER, 0)
+                raise
     except StoreError as error:
         log.error("feed %s: database error, nothing recorded (the next poll retries): %s",
                   feed.title, error)
@@ -210,7 +227,7 @@ async def _poll(feed: FeedConfig, rt: Runtime, row: FeedRow, release: Release) -
         log.info("feed %s recovered after %d failures", feed.title, row.consecutive_failures)
     body_hash = hashlib.sha256(fetch.body).hexdigest() if fetch.status is FetchStatus.OK else None
     if fetch.status is FetchStatus.NOT_MODIFIED or body_hash == row.body_hash:
-        await asyncio.to_thread(rt.store.record_poll, row.id, fetch, row.body_hash, [], release)
+        await rt.unchanged.submit(Unchanged(row.id, fetch, row.body_hash, release))
         log.debug("feed %s unchanged", feed.title)
         return PollReport(feed.title, "unchanged")
     with metrics.PARSE_SECONDS.time():

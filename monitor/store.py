@@ -95,6 +95,45 @@ def _same_title(a: str, b: str) -> bool:
     return " ".join(a.split()).casefold() == " ".join(b.split()).casefold()
 
 
+@dataclass(frozen=True)
+class Claim:
+    """A request to take a feed's lease (see `Store.claim_feed`)."""
+
+    url: str
+    owner: str
+    lease: float
+    respect_backoff: bool = True
+
+
+@dataclass(frozen=True)
+class Unchanged:
+    """A successful poll to record without entries: the fetch and the body's hash."""
+
+    feed_id: int
+    fetch: FetchResult
+    body_hash: str | None
+    release: Release | None = None
+
+
+def _record_state(session: Session, poll: Unchanged, now: datetime, new: int) -> None:
+    """Update a feed's row after a successful poll that brought `new` entries."""
+    fetch = poll.fetch
+    values: dict[str, Any] = {
+        "last_poll_at": now, "last_success_at": now, "last_status": fetch.status.value,
+        "http_status": fetch.http_status, "consecutive_failures": 0, "last_error": None,
+        "next_poll_at": None, "entries_seen": FeedRow.entries_seen + new,
+        "failing_since": None,
+    }
+    if fetch.status is FetchStatus.OK:
+        values.update(etag=fetch.etag, last_modified=fetch.last_modified,
+                      body_hash=poll.body_hash)
+    if new:
+        values["last_new_entry_at"] = now
+    if poll.release:
+        values.update(_released(poll.release))
+    session.execute(update(_FEEDS).where(_FEEDS.c.id == poll.feed_id).values(**values))
+
+
 def _released(release: Release) -> dict[str, Any]:
     """Column values that end the lease, if this instance still holds it."""
     return {"lease_until": case((col(FeedRow.lease_owner) == release.owner, release.until),
@@ -366,21 +405,18 @@ class Store:
             for item in items:
                 if item.matches:
                     queued += self._record_entry(session, feed_id, item, now)
-            values: dict[str, Any] = {
-                "last_poll_at": now, "last_success_at": now, "last_status": fetch.status.value,
-                "http_status": fetch.http_status, "consecutive_failures": 0, "last_error": None,
-                "next_poll_at": None, "entries_seen": FeedRow.entries_seen + len(items),
-                "failing_since": None,
-            }
-            if fetch.status is FetchStatus.OK:
-                values.update(etag=fetch.etag, last_modified=fetch.last_modified,
-                              body_hash=body_hash)
-            if items:
-                values["last_new_entry_at"] = now
-            if release:
-                values.update(_released(release))
-            session.execute(update(_FEEDS).where(_FEEDS.c.id == feed_id).values(**values))
+            _record_state(session, Unchanged(feed_id, fetch, body_hash, release), now,
+                          len(items))
         return queued
+
+    def record_unchanged(self, polls: Sequence[Unchanged]) -> list[None]:
+        """Record many polls that brought nothing new (304, or the same body), ending their
+        leases, in one transaction."""
+        now = utcnow()
+        with self.transaction() as session:
+            for poll in polls:
+                _record_state(session, poll, now, 0)
+        return [None] * len(polls)
 
     def _record_entry(self, session: Session, feed_id: int, item: Seen, now: datetime) -> int:
         entry = item.entry
@@ -492,19 +528,32 @@ class Store:
                    respect_backoff: bool = True) -> FeedRow | None:
         """Take a feed for `lease` seconds and return its state, unless another instance holds
         it (or, with `respect_backoff`, it is backing off after failures): then None."""
+        return self.claim_feeds([Claim(url, owner, lease, respect_backoff)])[0]
+
+    def claim_feeds(self, claims: Sequence[Claim]) -> list[FeedRow | None]:
+        """`claim_feed` for many feeds in one transaction, results in the same order."""
         now = utcnow()
-        conditions = [col(FeedRow.url) == url,
-                      or_(col(FeedRow.lease_until).is_(None), col(FeedRow.lease_until) <= now,
-                          col(FeedRow.lease_owner) == owner)]
-        if respect_backoff:
-            conditions.append(or_(col(FeedRow.next_poll_at).is_(None),
-                                  col(FeedRow.next_poll_at) <= now))
+        taken: dict[str, FeedRow] = {}
+        groups: dict[tuple[str, float, bool], list[str]] = {}
+        for claim in claims:
+            groups.setdefault((claim.owner, claim.lease, claim.respect_backoff),
+                              []).append(claim.url)
         with self.transaction() as session:
-            row = session.execute(
-                update(_FEEDS).where(*conditions)
-                .values(lease_owner=owner, lease_until=now + timedelta(seconds=lease))
-                .returning(*_FEEDS.c)).one_or_none()
-            return FeedRow(**row._mapping) if row else None
+            for (owner, lease, respect_backoff), urls in groups.items():
+                for start in range(0, len(urls), _IN_BATCH):
+                    conditions = [
+                        _FEEDS.c.url.in_(urls[start:start + _IN_BATCH]),
+                        or_(_FEEDS.c.lease_until.is_(None), _FEEDS.c.lease_until <= now,
+                            _FEEDS.c.lease_owner == owner)]
+                    if respect_backoff:
+                        conditions.append(or_(_FEEDS.c.next_poll_at.is_(None),
+                                              _FEEDS.c.next_poll_at <= now))
+                    rows = session.execute(
+                        update(_FEEDS).where(*conditions)
+                        .values(lease_owner=owner, lease_until=now + timedelta(seconds=lease))
+                        .returning(*_FEEDS.c))
+                    taken.update((row.url, FeedRow(**row._mapping)) for row in rows)
+        return [taken.get(claim.url) for claim in claims]
 
     def release_feed(self, feed_id: int, owner: str, hold: float) -> None:
         """End this instance's lease on a feed, keeping it `hold` more seconds."""

@@ -10,7 +10,7 @@ import pytest
 from monitor.cli import main
 from monitor.config import FeedConfig
 from monitor.models import Entry, FetchResult, FetchStatus, Hit, Match
-from monitor.store import Draft, Seen, Store, StoreError
+from monitor.store import Claim, Draft, Seen, Store, StoreError
 from monitor.tables import SCHEMA_VERSION
 from tests.conftest import write_config
 
@@ -86,3 +86,20 @@ def test_story_recorded_silently_elsewhere_does_not_alert_later(tmp_path: Path) 
     assert store.record_poll(feed_id, OK, "h", [silent]) == 0
     assert store.record_poll(feed_id, OK, "h2", [_seen("g2", "https://a.example/old")]) == 0
     assert store.outbox_counts()["pending"] == 0
+
+
+def test_claiming_many_feeds_at_once_respects_other_instances_and_backoff(
+        tmp_path: Path) -> None:
+    """One transaction claims the free feeds, leaves those another instance holds or that are
+    backing off, and answers in the order asked."""
+    store = Store(f"sqlite:///{tmp_path / 'm.db'}")
+    urls = [f"https://a.example/{n}" for n in range(4)]
+    store.ensure_feeds([FeedConfig(url=url) for url in urls])
+    assert store.claim_feed(urls[1], "other:1", 60) is not None
+    with sqlite3.connect(tmp_path / "m.db") as db:
+        db.execute("update feeds set next_poll_at = datetime('now', '+1 hour') where url = ?",
+                   (urls[2],))
+    rows = store.claim_feeds([Claim(url, "me:2", 60) for url in reversed(urls)])
+    assert [row.url if row else None for row in rows] == [urls[3], None, None, urls[0]]
+    forced = store.claim_feeds([Claim(urls[2], "me:2", 60, respect_backoff=False)])
+    assert forced[0] is not None and forced[0].lease_owner == "me:2"
