@@ -21,6 +21,7 @@ from typing import Any
 from sqlalchemy import (
     Connection,
     Engine,
+    bindparam,
     case,
     delete,
     event,
@@ -28,6 +29,7 @@ from sqlalchemy import (
     inspect,
     or_,
     text,
+    true,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -225,6 +227,24 @@ def _entry_values(feed_id: int, item: Seen, now: datetime) -> dict[str, Any]:
 _FEEDS: Any = FeedRow.__table__  # type: ignore[attr-defined]
 
 
+def _kept_unless(flag: str, value: str, column: Any) -> Any:
+    """`value` where the bound `flag` is true, else the column as it is."""
+    return case((bindparam(flag) == true(), bindparam(value, type_=column.type)), else_=column)
+
+
+# A poll that brought nothing new, as one statement for executemany: validators and body hash
+# only change on a 200 (not on a 304), and the lease ends only if this instance still holds it.
+_UNCHANGED: Any = update(_FEEDS).where(_FEEDS.c.id == bindparam("p_id")).values(
+    last_status=bindparam("p_status"), http_status=bindparam("p_http"),
+    consecutive_failures=0, last_error=None, next_poll_at=None, failing_since=None,
+    etag=_kept_unless("p_ok", "p_etag", _FEEDS.c.etag),
+    last_modified=_kept_unless("p_ok", "p_modified", _FEEDS.c.last_modified),
+    body_hash=_kept_unless("p_ok", "p_hash", _FEEDS.c.body_hash),
+    lease_until=case((_FEEDS.c.lease_owner == bindparam("p_owner"),
+                      bindparam("p_until", type_=_FEEDS.c.lease_until.type)),
+                     else_=_FEEDS.c.lease_until))
+
+
 def _insert_or_skip(session: Session, table: type[SQLModel]) -> Any:
     """An INSERT that skips rows whose unique key exists (SQLite and PostgreSQL)."""
     dialect = session.get_bind().dialect.name
@@ -411,11 +431,18 @@ class Store:
 
     def record_unchanged(self, polls: Sequence[Unchanged]) -> list[None]:
         """Record many polls that brought nothing new (304, or the same body), ending their
-        leases, in one transaction."""
+        leases, in one transaction: one executemany statement for all of them."""
         now = utcnow()
+        rows = [{"p_id": poll.feed_id, "p_status": poll.fetch.status.value,
+                 "p_http": poll.fetch.http_status, "p_ok": poll.fetch.status is FetchStatus.OK,
+                 "p_etag": poll.fetch.etag, "p_modified": poll.fetch.last_modified,
+                 "p_hash": poll.body_hash,
+                 "p_owner": poll.release.owner if poll.release else None,
+                 "p_until": poll.release.until if poll.release else None} for poll in polls]
+        if not rows:
+            return []
         with self.transaction() as session:
-            for poll in polls:
-                _record_state(session, poll, now, 0)
+            session.execute(_UNCHANGED.values(last_poll_at=now, last_success_at=now), rows)
         return [None] * len(polls)
 
     def _record_entry(self, session: Session, feed_id: int, item: Seen, now: datetime) -> int:

@@ -103,3 +103,40 @@ def test_claiming_many_feeds_at_once_respects_other_instances_and_backoff(
     assert [row.url if row else None for row in rows] == [urls[3], None, None, urls[0]]
     forced = store.claim_feeds([Claim(urls[2], "me:2", 60, respect_backoff=False)])
     assert forced[0] is not None and forced[0].lease_owner == "me:2"
+
+
+def test_nothing_new_polls_recorded_together_keep_or_update_validators(
+        tmp_path: Path) -> None:
+    """In one statement for many feeds: a 304 keeps the validators and hash, a same-body 200
+    stores its new ones, failures are cleared, and only this instance's lease ends."""
+    from datetime import timedelta
+
+    from monitor.store import Release, Unchanged
+    from monitor.tables import utcnow
+
+    store = Store(f"sqlite:///{tmp_path / 'm.db'}")
+    urls = ["https://a.example/304", "https://a.example/same", "https://a.example/other"]
+    store.ensure_feeds([FeedConfig(url=url) for url in urls])
+    ids = [store.feed(url).id for url in urls]
+    assert None not in ids
+    first = FetchResult(url=urls[0], status=FetchStatus.OK, http_status=200, etag='"e1"',
+                        last_modified="Mon, 01 Jan 2024 00:00:00 GMT")
+    store.record_poll(ids[0], first, "h1", [])
+    store.claim_feed(urls[0], "me:1", 60)
+    store.claim_feed(urls[2], "other:2", 60)
+    with sqlite3.connect(tmp_path / "m.db") as db:
+        db.execute("update feeds set consecutive_failures = 3, last_error = 'x'")
+    until = utcnow() + timedelta(minutes=5)
+    not_modified = FetchResult(url=urls[0], status=FetchStatus.NOT_MODIFIED, http_status=304)
+    same = FetchResult(url=urls[1], status=FetchStatus.OK, http_status=200, etag='"e2"')
+    store.record_unchanged([Unchanged(ids[0], not_modified, "h1", Release("me:1", until)),
+                            Unchanged(ids[1], same, "h2", Release("me:1", until)),
+                            Unchanged(ids[2], not_modified, None, Release("me:1", until))])
+    rows = {row.url: row for row in store.feeds()}
+    kept, updated, other = rows[urls[0]], rows[urls[1]], rows[urls[2]]
+    assert (kept.etag, kept.body_hash, kept.http_status) == ('"e1"', "h1", 304)
+    assert kept.last_modified == "Mon, 01 Jan 2024 00:00:00 GMT"
+    assert (updated.etag, updated.body_hash, updated.last_status) == ('"e2"', "h2", "ok")
+    assert all(r.consecutive_failures == 0 and r.last_error is None for r in rows.values())
+    assert kept.lease_until is not None and abs((kept.lease_until - until).total_seconds()) < 1
+    assert other.lease_owner == "other:2" and other.lease_until != until
