@@ -172,6 +172,7 @@ class Daemon:
             rt.fetcher = Fetcher(config.poll)
             rt.parsers = ParserPool(config.poll.parsers, config.poll.parse_timeout,
                                     config.poll.parse_memory)
+            rt.in_flight = asyncio.Semaphore(2 * config.poll.concurrency)
             asyncio.get_running_loop().call_later(
                 GRACE_SECONDS, lambda: asyncio.ensure_future(old_fetcher.close()))
             asyncio.get_running_loop().call_later(GRACE_SECONDS, old_parsers.close)

@@ -56,7 +56,6 @@ class Runtime:
     # Leases taken and nothing-new polls recorded by many polls at once, one transaction each.
     claims: Coalescer[Claim, FeedRow | None] = field(init=False)
     unchanged: Coalescer[Unchanged, None] = field(init=False)
-
     # Polls under way at once: fetching, or waiting for a parser or the database. Twice the
     # fetch concurrency keeps the parsers fed while fetches continue.
     in_flight: asyncio.Semaphore = field(init=False)
