@@ -454,7 +454,8 @@ def _check_holds(config: Config, path: Path, located: _Located) -> None:
     limit = config.delivery.expire_after
     for number, notify in enumerate(config.notify):
         holds = [("rate_limit", notify.rate_limit[1])] if notify.rate_limit else []
-        if notify.mode == "digest":
+        # Digests (and what exceeds `digest_limit`) wait up to a digest period.
+        if notify.mode == "digest" or notify.rate_limit or notify.quiet_hours:
             holds.append(("digest_every", notify.digest_every))
         if notify.quiet_hours:
             start, end = (t.hour * 3600 + t.minute * 60 for t in notify.quiet_hours)

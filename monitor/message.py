@@ -213,9 +213,9 @@ def _names(names: Sequence[str], limit: int) -> str:
 
 
 def render_digest(stories: Sequence[Story], style: Style, reason: str,
-                  limit: int = 50) -> tuple[str, str]:
-    """Title and body of one message listing `stories` grouped by watchlist: the first `limit`
-    of them, and how many more there are (a backlog of thousands stays one message)."""
+                  later: int = 0) -> tuple[str, str]:
+    """Title and body of one message listing `stories` grouped by watchlist, and how many
+    more (`later`) wait for the next digest."""
     fmt, groups = style.format, dict[str, list[Story]]()
     for story in stories:
         groups.setdefault(", ".join(story.fields.watchlists), []).append(story)
@@ -223,10 +223,9 @@ def render_digest(stories: Sequence[Story], style: Style, reason: str,
     title = f"{count} ({reason}): {', '.join(groups)}"
     bold = {"markdown": "**{}**", "html": "<b>{}</b>", "text": "{}"}[fmt]
     lines: list[str] = []
-    budget = limit
     for name, members in groups.items():
         lines += ["", bold.format(_escape(f"{name} ({len(members)})", fmt))]
-        for story in members[:max(budget, 0)]:
+        for story in members:
             f = story.fields
             also = f" (+{len(story.sources)}: {_names(story.sources, 5)})" if story.sources \
                 else ""
@@ -234,10 +233,8 @@ def render_digest(stories: Sequence[Story], style: Style, reason: str,
                                  f"{story.when()}{also}", fmt))
             if f.link:
                 lines.append("  " + _link(f.link, fmt))
-        budget -= len(members)
-    if len(stories) > limit:
-        lines += ["", _escape(f"…and {len(stories) - limit} more not listed here "
-                              "(`monitor history` lists them all)", fmt)]
+    if later:
+        lines += ["", _escape(f"…and {later} more in the next digest", fmt)]
     return title, _join(lines[1:], fmt)
 
 

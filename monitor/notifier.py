@@ -56,7 +56,6 @@ class Target:
     policy: Policy = field(default_factory=Policy)
     style: Style = field(default_factory=Style)
     max_length: int | None = None  # the configured cap on a message body, if any
-    digest_limit: int = 50  # stories listed in one digest; the rest are counted
     updates: bool = False
     # After an alert, one note this much later naming the outlets that reported it since.
     sources_after: timedelta | None = None
@@ -89,6 +88,7 @@ def _target(number: int, notify: NotifyConfig) -> Target:
     policy = Policy(mode=notify.mode, digest_every=timedelta(seconds=notify.digest_every),
                     digest_at=notify.digest_at, zone=zone, quiet=notify.quiet_hours,
                     urgent=None if notify.urgent == "none" else notify.urgent,
+                    digest_limit=notify.digest_limit,
                     rate_limit=(notify.rate_limit[0], timedelta(seconds=notify.rate_limit[1]))
                     if notify.rate_limit else None)
     style = Style(format=notify.message_format, zone=zone,
@@ -96,7 +96,6 @@ def _target(number: int, notify: NotifyConfig) -> Target:
     return Target(url=notify.url, label=notify.name or f"{notify.url.split('://')[0]} target "
                   f"{number}", id=target_id(notify.url), tags=notify.tags, policy=policy,
                   style=style, max_length=notify.max_length, updates=notify.updates,
-                  digest_limit=notify.digest_limit,
                   sources_after=timedelta(seconds=notify.sources_after)
                   if notify.sources_after else None)
 

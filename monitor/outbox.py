@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from monitor import metrics
@@ -51,46 +51,57 @@ def _story(rt: Runtime, delivery: Delivery, target: Target) -> Story:
     return Story(fields, zone=target.style.zone)
 
 
-def _drop_empty_notes(rt: Runtime, rows: Sequence[Delivery], target: Target) -> list[Delivery]:
-    """`rows` without the sources notes of stories no other outlet reported since their alert
-    (those are deleted: they have nothing to say)."""
-    empty = [row.id for row in rows if row.kind == "sources" and row.id is not None
-             and not _story(rt, row, target).sources]
+def _stories(rt: Runtime, rows: Sequence[Delivery],
+             target: Target) -> list[tuple[Delivery, Story]]:
+    """Each row with its story (one database read each), without the sources notes of stories
+    no other outlet reported since their alert: those are deleted, having nothing to say."""
+    pairs = [(row, _story(rt, row, target)) for row in rows]
+    empty = [row.id for row, story in pairs if row.kind == "sources" and not story.sources
+             and row.id is not None]
     if empty:
         rt.store.drop(empty)
-    return [row for row in rows if row.id not in empty]
+    return [(row, story) for row, story in pairs if row.id not in empty]
 
 
-def _compose(rt: Runtime, rows: Sequence[Delivery], target: Target,
-             reasons: Sequence[str]) -> tuple[str, str, str]:
-    """Title, body and body format of the one message carrying `rows`."""
-    if len(rows) == 1 and not reasons:
-        row = rows[0]
+def _compose(pairs: Sequence[tuple[Delivery, Story]], target: Target, reasons: Sequence[str],
+             later: int) -> tuple[str, str, str]:
+    """Title, body and body format of the one message carrying these rows."""
+    if len(pairs) == 1 and not reasons:
+        row, story = pairs[0]
         if row.kind == "sources":
-            return (*render_sources(_story(rt, row, target)), "markdown")
+            return (*render_sources(story), "markdown")
         if row.fields:
-            return (*render_story(_story(rt, row, target), target.style), target.style.format)
+            return (*render_story(story, target.style), target.style.format)
         return row.title, row.body, "markdown"  # notices and updates are written in markdown
-    stories = [_story(rt, row, target) for row in rows]
-    return (*render_digest(stories, target.style, " and ".join(reasons) or DIGEST,
-                           target.digest_limit), target.style.format)
+    return (*render_digest([story for _, story in pairs], target.style,
+                           " and ".join(reasons) or DIGEST, later), target.style.format)
 
 
-async def _send_message(rt: Runtime, target: Target, rows: Sequence[Delivery],
-                        reasons: Sequence[str], now: datetime) -> str:
-    """Claim `rows`, send them as one message, record the outcome; "sent", "retrying",
-    "expired" or "taken"."""
+@dataclass(frozen=True)
+class _Message:
+    """Outbox rows that go out as one message: one alert, or a digest (why it was held, and
+    how many more wait for the next one)."""
+
+    rows: list[Delivery]
+    reasons: list[str] = field(default_factory=list)
+    later: int = 0
+
+
+async def _send_message(rt: Runtime, target: Target, message: _Message, now: datetime) -> str:
+    """Claim the message's rows, send them as one message, record the outcome; "sent",
+    "retrying", "expired", "taken" (another process has them) or "dropped" (nothing to say)."""
     lease = 2 * rt.config.delivery.timeout + 30
+    rows = message.rows
     ids = [row.id for row in rows if row.id is not None]
     claimed = await asyncio.to_thread(rt.store.claim, ids, OWNER, lease, now)
-    rows = [row for row in rows if row.id in claimed]
-    if not rows:
-        return "taken"  # another process is sending them
-    rows = await asyncio.to_thread(_drop_empty_notes, rt, rows, target)
-    if not rows:
+    if not claimed:
+        return "taken"
+    pairs = await asyncio.to_thread(_stories, rt, [r for r in rows if r.id in claimed], target)
+    if not pairs:
         return "dropped"
+    rows = [row for row, _ in pairs]
     claimed = [row.id for row in rows if row.id is not None]
-    title, body, body_format = await asyncio.to_thread(_compose, rt, rows, target, reasons)
+    title, body, body_format = _compose(pairs, target, message.reasons, message.later)
     outcome = await send(target, title, body, rt.config.delivery.timeout, body_format)
     if outcome.ok:
         single = rows[0] if len(rows) == 1 and rows[0].kind == "alert" else None
@@ -101,11 +112,12 @@ async def _send_message(rt: Runtime, target: Target, rows: Sequence[Delivery],
         what = f"digest of {len(rows)}" if len(rows) > 1 else f"alert {claimed[0]}"
         log.info("%s sent to %s: %s", what, target.label, title)
         return "sent"
-    return await _failed(rt, target, rows, redact(outcome.error or "failed"), now)
+    return await _failed(rt, target.label, rows, redact(outcome.error or "failed"), now)
 
 
-async def _failed(rt: Runtime, target: Target, rows: Sequence[Delivery], error: str,
+async def _failed(rt: Runtime, label: str, rows: Sequence[Delivery], error: str,
                   now: datetime) -> str:
+    """Retry the rows of a failed message later, or expire them once too old."""
     config, oldest = rt.config.delivery, rows[0]
     ids = [row.id for row in rows if row.id is not None]
     age = (now - min(row.created_at for row in rows)).total_seconds()
@@ -113,32 +125,19 @@ async def _failed(rt: Runtime, target: Target, rows: Sequence[Delivery], error: 
     if age >= config.expire_after:
         await asyncio.to_thread(rt.store.mark_failed, ids, error, None)
         log.error("%s to %s expired after %d attempts over %.0f h, not sent: %s (%s)", what,
-                  target.label, oldest.attempts + 1, age / 3600, oldest.title, error)
+                  label, oldest.attempts + 1, age / 3600, oldest.title, error)
         return "expired"
     when = retry_at(oldest.attempts + 1, config.retry_base, config.retry_max)
     await asyncio.to_thread(rt.store.mark_failed, ids, error, when)
-    log.warning("%s to %s failed (attempt %d), retrying at %s UTC: %s", what, target.label,
+    log.warning("%s to %s failed (attempt %d), retrying at %s UTC: %s", what, label,
                 oldest.attempts + 1, when.strftime("%H:%M:%S"), error)
     return "retrying"
 
 
 async def _orphans(rt: Runtime, rows: Sequence[Delivery], now: datetime) -> list[str]:
     """Rows for a target no longer configured: they fail, and expire like any other."""
-    outcomes = []
-    for row in rows:
-        assert row.id is not None
-        age = (now - row.created_at).total_seconds()
-        error = "target is no longer configured"
-        if age >= rt.config.delivery.expire_after:
-            await asyncio.to_thread(rt.store.mark_failed, [row.id], error, None)
-            outcomes.append("expired")
-        else:
-            when = retry_at(row.attempts + 1, rt.config.delivery.retry_base,
-                            rt.config.delivery.retry_max)
-            await asyncio.to_thread(rt.store.mark_failed, [row.id], error, when)
-            outcomes.append("retrying")
-        log.warning("alert %d: %s (%s)", row.id, error, row.target_name)
-    return outcomes
+    return [await _failed(rt, row.target_name, [row], "target is no longer configured", now)
+            for row in rows]
 
 
 def _pending(row: Delivery) -> Pending:
@@ -169,16 +168,17 @@ async def _drain(rt: Runtime, target: Target, rows: Sequence[Delivery],
         await asyncio.to_thread(rt.store.hold, decided.hold)
         _log_held(target, decided.hold)
     by_id = {row.id: row for row in rows}
-    messages: list[tuple[list[Delivery], list[str]]] = [([by_id[i]], []) for i in decided.singles]
+    messages = [_Message([by_id[i]]) for i in decided.singles]
     if decided.digest:
-        messages.append(([by_id[i] for i in decided.digest], decided.reasons))
+        messages.append(_Message([by_id[i] for i in decided.digest], decided.reasons,
+                                 decided.later))
     outcomes: list[str] = []  # one per alert, a digest's outcome counting for each of its
-    for number, (members, reasons) in enumerate(messages):
-        outcome = await _send_message(rt, target, members, reasons, now)
-        outcomes += [outcome] * len(members)
+    for number, message in enumerate(messages):
+        outcome = await _send_message(rt, target, message, now)
+        outcomes += [outcome] * len(message.rows)
         if outcome in ("retrying", "expired"):
             # The target is failing: the rest wait until this message's retry time.
-            waiting = [r.id for m, _ in messages[number + 1:] for r in m if r.id is not None]
+            waiting = [r.id for m in messages[number + 1:] for r in m.rows if r.id is not None]
             when = retry_at(1, rt.config.delivery.retry_base, rt.config.delivery.retry_max)
             await asyncio.to_thread(rt.store.release, waiting, when)
             break

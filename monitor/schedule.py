@@ -28,6 +28,7 @@ class Policy:
     quiet: tuple[time, time] | None = None
     zone: tzinfo = UTC
     urgent: str | None = "high"
+    digest_limit: int = 50
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,7 @@ class Plan:
     digest: list[int] = field(default_factory=list)
     reasons: list[str] = field(default_factory=list)
     hold: dict[int, tuple[datetime, str]] = field(default_factory=dict)
+    later: int = 0  # digest alerts beyond `digest_limit`, held for the next digest
 
     @property
     def messages(self) -> int:
@@ -113,7 +115,20 @@ def plan(policy: Policy, due: Sequence[Pending], sent: Sequence[datetime],
         result.singles.insert(0, result.digest.pop())  # one held alert goes as itself
         result.reasons.clear()
     _limit(policy, result, sent, now)
+    _cap(policy, result, now)
     return result
+
+
+def _cap(policy: Policy, result: Plan, now: datetime) -> None:
+    """Keep a digest to `digest_limit` alerts; the rest wait for the next digest time."""
+    rest = result.digest[policy.digest_limit:]
+    if not rest:
+        return
+    result.digest = result.digest[:policy.digest_limit]
+    reason = result.reasons[0] if result.reasons else DIGEST
+    for row in rest:
+        result.hold[row] = (next_digest(policy, now), reason)
+    result.later = len(rest)
 
 
 def _limit(policy: Policy, result: Plan, sent: Sequence[datetime], now: datetime) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import email
 import json
+import logging
 import os
 import re
 import socket
@@ -226,6 +227,8 @@ def smtp() -> Iterator[tuple[Mailbox, int]]:
     port = probe.getsockname()[1]
     probe.close()
     mailbox = Mailbox()
+    # aiosmtpd's thread logs each connection, sometimes after pytest closed the test's capture.
+    logging.getLogger("mail.log").setLevel(logging.WARNING)
     controller = Controller(mailbox, hostname="127.0.0.1", port=port)
     controller.start()
     yield mailbox, port

@@ -62,6 +62,16 @@ def _feed(index: int, title: str, link: str) -> bytes:
             f"<description>{title}.</description></item></channel></rss>").encode()
 
 
+def _outlets_named_once(tmp_path: Path, feeds: list[dict[str, str]], sink: Sink) -> int:
+    """Run once; assert two alerts (the pact story and the other one) and return how many of
+    Outlet 0…11 the pact alert names."""
+    config = write_config(tmp_path, feeds, [{"url": sink.url}])
+    assert main(["--config", str(config), "run", "--once"]) == 0
+    assert len(sink.received) == 2, sink.titles()
+    pact = next(m for m in sink.received if "pact" in m["title"])
+    return sum(f"Outlet {i}" in pact["message"] for i in range(12))
+
+
 def test_twelve_outlets_one_story_give_one_alert_naming_them(
         tmp_path: Path, feed_server: FeedServer, sink: Sink) -> None:
     """Twelve feeds carry one story (varied titles, tracking-parameter links) and one carries
@@ -74,12 +84,7 @@ def test_twelve_outlets_one_story_give_one_alert_naming_them(
     other = _feed(99, "Lavrov meets Choe Son Hui in Moscow on tourism links",
                   "https://other.example.org/lavrov")
     feeds.append({"url": feed_server.serve("/other.xml", other), "name": "Other outlet"})
-    config = write_config(tmp_path, feeds, [{"url": sink.url}])
-    assert main(["--config", str(config), "run", "--once"]) == 0
-    assert len(sink.received) == 2, sink.titles()
-    pact = next(m for m in sink.received if "pact" in m["title"])
-    named = [f"Outlet {i}" for i in range(12) if f"Outlet {i}" in pact["message"]]
-    assert len(named) >= 10, pact["message"]
+    assert _outlets_named_once(tmp_path, feeds, sink) >= 10
 
 
 WIRE = ("Russian President Vladimir Putin and North Korean leader Kim Jong Un signed a mutual "
@@ -116,12 +121,7 @@ def test_burst_of_forty_entries_from_twelve_feeds_is_one_alert(
         feeds.append({"url": feed_server.serve(f"/b{index}.xml", _burst_feed(index, entries)),
                       "name": f"Outlet {index}"})
     assert count == 40
-    config = write_config(tmp_path, feeds, [{"url": sink.url}])
-    assert main(["--config", str(config), "run", "--once"]) == 0
-    assert len(sink.received) == 2, sink.titles()
-    pact = next(m for m in sink.received if "pact" in m["title"])
-    named = [f"Outlet {i}" for i in range(12) if f"Outlet {i}" in pact["message"]]
-    assert len(named) >= 10, pact["message"]
+    assert _outlets_named_once(tmp_path, feeds, sink) >= 10
 
 
 def test_alike_stories_a_week_apart_stay_two(tmp_path: Path, feed_server: FeedServer,

@@ -125,15 +125,15 @@ def test_digest_of_one_story_says_story() -> None:
     assert title == "1 story (digest): russia-dprk"
 
 
-def test_digest_of_a_backlog_lists_the_first_stories_and_counts_the_rest() -> None:
-    """A digest of 1,000 stories stays one short message: 50 listed, the rest counted."""
+def test_digest_says_how_many_more_wait_for_the_next_one() -> None:
+    """A digest capped at 50 stories lists them all and says how many follow next time."""
     many = [Story(AlertFields(title=f"Story {n}", link=None, feed="Wire", published=None,
                               language=None, watchlists=("w",), priority="normal", terms="",
                               snippet=""), tuple(f"Outlet {k}" for k in range(9)))
-            for n in range(1000)]
-    title, body = render_digest(many, Style(), "rate limit", limit=50)
-    assert title == "1000 stories (rate limit): w"
+            for n in range(50)]
+    title, body = render_digest(many, Style(), "rate limit", later=950)
+    assert title == "50 stories (rate limit): w"
     assert body.count("• Story") == 50
-    assert body.endswith("…and 950 more not listed here (`monitor history` lists them all)")
+    assert body.endswith("…and 950 more in the next digest")
     assert "(+9: Outlet 0, Outlet 1, Outlet 2, Outlet 3, Outlet 4 and 4 more)" in body
     assert len(body) < 6000

@@ -135,3 +135,14 @@ def test_messages_older_than_the_window_do_not_count() -> None:
     now = seoul(12)
     decided = plan(policy, [Pending(1)], [now - timedelta(hours=2)], now)
     assert decided.singles == [1]
+
+
+def test_a_digest_beyond_its_limit_keeps_the_rest_for_the_next_digest() -> None:
+    """Of 1,000 held alerts, 50 go in this digest and 950 wait (never dropped) for the next
+    digest time, still marked with why they were held."""
+    policy = Policy(digest_limit=50, digest_every=timedelta(hours=1))
+    now = datetime(2026, 11, 27, 10, 20, tzinfo=UTC)
+    decided = plan(policy, [Pending(i, held=QUIET) for i in range(1000)], [], now)
+    assert decided.digest == list(range(50)) and decided.later == 950
+    assert decided.hold == {i: (datetime(2026, 11, 27, 11, 0, tzinfo=UTC), QUIET)
+                            for i in range(50, 1000)}
