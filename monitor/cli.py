@@ -23,9 +23,23 @@ from rich.console import Console
 from rich.progress import track
 
 from monitor import __version__
-from monitor.config import Config, ConfigError, FeedConfig, default_config_path, parse_duration
+from monitor.config import (
+    Config,
+    ConfigError,
+    FeedConfig,
+    default_config_path,
+    parse_duration,
+    require_work,
+)
 from monitor.daemon import Daemon
-from monitor.feedlist import FeedLink, OpmlError, add_feeds, read_opml, write_opml
+from monitor.feedlist import (
+    FeedLink,
+    OpmlError,
+    add_feeds,
+    read_opml,
+    write_opml,
+    write_private,
+)
 from monitor.fetcher import Fetcher
 from monitor.health import check_health
 from monitor.logs import setup_logging
@@ -138,6 +152,7 @@ def _init(path: Path) -> int:
 
 
 async def _run(config: Config, path: Path, once: bool) -> int:
+    require_work(config)
     store = Store(config.database)
     rt = build_runtime(config, store)
     if not once:
@@ -161,6 +176,7 @@ async def _run(config: Config, path: Path, once: bool) -> int:
 
 
 def _check(config: Config) -> int:
+    require_work(config)
     compiled = compile_watchlists(config)
     print(f"{config.path}: OK — {len(config.feeds)} feeds, {len(config.notify)} notify targets, "
           f"{len(config.watchlists)} watchlists, {len(compiled.terms) + len(compiled.regex_terms)}"
@@ -289,7 +305,7 @@ def _feeds(config: Config, path: Path, args: argparse.Namespace) -> int:
     if args.feeds_command == "export":
         text = write_opml(config)
         if args.output:
-            args.output.write_text(text, encoding="utf-8")
+            write_private(args.output, text)
         else:
             sys.stdout.write(text)
         return 0

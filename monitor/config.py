@@ -2,6 +2,9 @@
 
 `load_config(path)` returns a frozen `Config` or raises `ConfigError`, whose message names the
 file, the line, the key path and what is wrong (unknown keys come with the closest known key).
+`${VAR}` and `${VAR:-default}` are read from the environment; `$$` stands for a literal `$`
+(as in Docker Compose), and text that came from strangers (an OPML file, a feed's own title) is
+written into the file with `literal`, so it can never name an environment variable.
 """
 
 from __future__ import annotations
@@ -27,11 +30,13 @@ from pydantic import (
     model_validator,
 )
 
+from monitor.secrets import mask_url
+
 DEFAULT_CONFIG = "config.yaml"
 # libyaml's safe loader where PyYAML was built with it: 10x faster on a config of many feeds.
 _LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 MAX_CONFIG_VALUES = 200_000
-_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+_ENV_REF = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
 _DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, None: 1}
 _RATE = re.compile(r"^\s*(\d+)\s*/\s*(\d+(?:\.\d+)?)?\s*(s|m|h|d|w)\s*$")
@@ -109,8 +114,8 @@ class FeedConfig(_Model):
 
     @property
     def title(self) -> str:
-        """The name shown in logs and alerts."""
-        return self.name or self.url
+        """The name shown in logs and alerts (the URL, its credentials masked, if unnamed)."""
+        return self.name or mask_url(self.url)
 
 
 def parse_rate(value: Any) -> tuple[int, float]:
@@ -374,6 +379,8 @@ def _interpolate(value: Any, path: str, key: str = "") -> Any:
     if isinstance(value, str):
         def substitute(found: re.Match[str]) -> str:
             name, default = found.group(1), found.group(2)
+            if name is None:  # `$$`
+                return "$"
             if name in os.environ:
                 return os.environ[name]
             if default is not None:
@@ -386,6 +393,25 @@ def _interpolate(value: Any, path: str, key: str = "") -> Any:
     if isinstance(value, dict):
         return {k: _interpolate(v, path, f"{key}.{k}" if key else str(k)) for k, v in value.items()}
     return value
+
+
+def literal(text: str) -> str:
+    """`text` written so that the config reads it back unchanged (`$` doubled), for text from
+    strangers that must never be interpolated from the environment."""
+    return text.replace("$", "$$")
+
+
+def require_work(config: Config) -> None:
+    """Refuse a config that would run without doing anything: no feeds, or no watchlists."""
+    for key, items, hint in (
+        ("feeds", config.feeds, "add one (`feeds: [{url: https://…}]`) or run "
+         "`monitor feeds add URL` / `monitor feeds import FILE.opml`"),
+        ("watchlists", config.watchlists, "add one (`watchlists: [{name: …, rules: […]}]`); "
+         "`monitor init` writes the bundled default"),
+    ):
+        if not items:
+            raise ConfigError(config.path, f"no {key} configured, so there is nothing to "
+                              f"do: {hint}", key=key)
 
 
 def _key_path(loc: tuple[str | int, ...]) -> str:

@@ -25,7 +25,7 @@ from pathlib import Path
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from monitor import __version__, sdnotify
-from monitor.config import Config, ConfigError, FeedConfig
+from monitor.config import Config, ConfigError, FeedConfig, require_work
 from monitor.fetcher import Fetcher
 from monitor.health import check_health
 from monitor.matcher import compile_watchlists
@@ -147,6 +147,7 @@ class Daemon:
         """Apply an edited config; a broken one is reported and the last good one kept."""
         try:
             config = await asyncio.to_thread(open_config, self.config_path)
+            require_work(config)
         except ConfigError as error:
             log.error("config reload (%s) failed, keeping the last good config: %s", reason,
                       error)

@@ -2,7 +2,10 @@
 
 The config file is edited with ruamel.yaml's round-trip mode, so the user's comments, order and
 `${VAR}` placeholders stay as they were; the edited text is validated as a whole config before
-it replaces the file (atomically), so an import can never leave a broken config behind.
+it replaces the file (atomically), so an import can never leave a broken config behind. What an
+OPML file or a feed says is written as a literal (`$` doubled): it can never read a secret from
+the environment. An exported OPML file holds the feed URLs as used, credentials included, so it
+is created readable by its owner alone.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from defusedxml import ElementTree as defused
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
-from monitor.config import Config, parse_config
+from monitor.config import Config, literal, parse_config
 
 MAX_OPML = 10 * 1024**2
 
@@ -82,6 +85,14 @@ def write_opml(config: Config) -> str:
     return str(ET.tostring(root, encoding="unicode", xml_declaration=True)) + "\n"
 
 
+def write_private(path: Path, text: str) -> None:
+    """Write `text` to a new or existing file at `path` that only its owner can read."""
+    handle = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(handle, "w", encoding="utf-8") as out:
+        os.fchmod(out.fileno(), 0o600)
+        out.write(text)
+
+
 def _yaml() -> YAML:
     yaml = YAML()  # round-trip: comments, order and quoting survive
     yaml.preserve_quotes = True
@@ -96,18 +107,19 @@ def add_feeds(path: Path, links: Iterable[FeedLink]) -> tuple[list[FeedLink], li
     feeds = document.get("feeds")
     if feeds is None:
         feeds = document["feeds"] = CommentedSeq()
-    known = {str(item.get("url", "")).strip() for item in feeds if isinstance(item, dict)}
+    known = {str(item.get("url", "")).strip().replace("$$", "$") for item in feeds
+             if isinstance(item, dict)}
     added, skipped = [], []
     for link in links:
         if link.url in known:
             skipped.append(link)
             continue
         known.add(link.url)
-        entry = CommentedMap(url=link.url)
+        entry = CommentedMap(url=literal(link.url))
         if link.name:
-            entry["name"] = link.name
+            entry["name"] = literal(link.name)
         if link.tags:
-            entry["tags"] = list(link.tags)
+            entry["tags"] = [literal(tag) for tag in link.tags]
         feeds.append(entry)
         added.append(link)
     if added:

@@ -158,6 +158,8 @@ class Fetcher:
                 return _error(url, f"no complete answer within {self.poll.timeout:g}s", started)
             except httpx.HTTPError as error:
                 return _error(url, _describe(error), started)
+            except httpx.InvalidURL as error:  # not an HTTPError: e.g. a redirect to data:
+                return _error(url, f"invalid URL (in a redirect?): {error}", started)
             except (OSError, ValueError) as error:
                 return _error(url, f"{error.__class__.__name__}: {error}", started)
 

@@ -1,7 +1,9 @@
 """Logging: one line per event, fitted to a terminal or to journald, with secrets masked.
 
 Apprise URLs carry tokens, and Apprise itself logs some of them (a Telegram bot token at DEBUG):
-every record passes `SecretFilter`, which masks each registered secret wherever it appears.
+every record passes `LineFilter`, which masks each registered secret wherever it appears. Log
+lines quote text from strangers (feed titles, server errors): the same filter escapes line
+breaks and other control characters, so no feed can forge a line or drive the terminal.
 """
 
 from __future__ import annotations
@@ -9,39 +11,33 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import sys
-from collections.abc import Iterable
 from datetime import UTC, datetime
 
-MASK = "***"
-_secrets: set[str] = set()
+from monitor.secrets import redact
+
+# C0/C1 controls (line breaks, ESC, CSI), Unicode line and paragraph separators, and bidi
+# overrides, which could reorder what a reader sees.
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 
 
-def register_secrets(secrets: Iterable[str]) -> None:
-    """Add strings that must never appear in a log line."""
-    _secrets.update(s for s in secrets if s)
+def printable(text: str) -> str:
+    """`text` as one inert line: controls and line breaks shown as escapes (`\\n`, `\\x1b`)."""
+    return _UNPRINTABLE.sub(lambda found: found.group().encode("unicode_escape").decode(), text)
 
 
-def redact(text: str) -> str:
-    """`text` with every registered secret masked."""
-    for secret in sorted(_secrets, key=len, reverse=True):
-        if secret in text:
-            text = text.replace(secret, MASK)
-    return text
-
-
-class SecretFilter(logging.Filter):
-    """Masks registered secrets in the final message of every record (tracebacks included)."""
+class LineFilter(logging.Filter):
+    """Makes every record one line with secrets masked (its traceback, if any, follows)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if _secrets:
-            message = record.getMessage()
-            cleaned = redact(message)
-            if cleaned != message:
-                record.msg, record.args = cleaned, None
-            if record.exc_info:
-                record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
-                record.exc_info = None
+        message = record.getMessage()
+        cleaned = printable(redact(message))
+        if cleaned != message:
+            record.msg, record.args = cleaned, None
+        if record.exc_info:
+            record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
+            record.exc_info = None
         return True
 
 
@@ -79,7 +75,7 @@ def setup_logging(level: str = "INFO", style: str = "text") -> None:
     else:
         handler.setFormatter(logging.Formatter(
             "%(asctime)s %(levelname)s %(name)s: %(message)s", "%Y-%m-%d %H:%M:%S"))
-    handler.addFilter(SecretFilter())
+    handler.addFilter(LineFilter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

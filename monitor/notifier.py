@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import re
 import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -23,8 +22,6 @@ from monitor.message import Style, Template, fit
 from monitor.schedule import Policy
 
 CONSOLE_URL = "console://"
-_HOSTLIKE = re.compile(r"^([a-z0-9-]+\.)+[a-z]{2,}$|^\d{1,3}(\.\d{1,3}){3}$|^localhost$", re.I)
-_PASSWORD_MIN = 3
 
 
 def _print_alert(body: str, title: str, notify_type: str, *args: Any, **kwargs: Any) -> bool:
@@ -114,27 +111,6 @@ def route(all_targets: Sequence[Target], tags: Iterable[str]) -> list[Target]:
     """
     wanted = set(tags)
     return [t for t in all_targets if not t.tags or not wanted or wanted & set(t.tags)]
-
-
-def secrets_of(url: str) -> list[str]:
-    """Parts of an Apprise URL that may be tokens or passwords (for log redaction).
-
-    The password of `user:password@` always counts; other parts count when they look like
-    tokens (8+ characters with a digit, or 16+), so host names and plain paths stay readable.
-    """
-    rest = url.split("://", 1)[-1]
-    found = set()
-    authority = rest.split("/", 1)[0]
-    if "@" in authority:
-        password = authority.rsplit("@", 1)[0].partition(":")[2]
-        if len(password) >= _PASSWORD_MIN:
-            found.add(password)
-    for piece in re.split(r"[/@?&=:,;#]", rest):
-        has_digit = any(c.isdigit() for c in piece)
-        looks_like_token = len(piece) >= 16 or (len(piece) >= 8 and has_digit)
-        if looks_like_token and not _HOSTLIKE.match(piece):
-            found.add(piece)
-    return sorted(found, key=len, reverse=True)
 
 
 def _failure(result: Any) -> str:

@@ -17,11 +17,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from monitor import metrics
-from monitor.logs import redact
 from monitor.message import AlertFields, Story, render_digest, render_sources, render_story
 from monitor.notifier import Target, send
 from monitor.pipeline import OWNER, Runtime, retry_at
 from monitor.schedule import DIGEST, Pending, plan
+from monitor.secrets import redact
 from monitor.store import StoreError
 from monitor.tables import Delivery, utcnow
 

@@ -4,6 +4,12 @@ feedparser only ever gets an `io.BytesIO`: given a `str` (or bytes that spell a 
 local files and fetches URLs by itself. A DOCTYPE's internal subset is removed first, because
 entity expansion there costs feedparser's loose parser minutes and gigabytes. JSON Feed, which
 feedparser cannot read, is parsed here. Pure CPU work: the pipeline runs it off the event loop.
+
+Every string a feed gives is cleaned here, once: characters XML forbids (C0 controls but tab
+and line breaks, lone surrogates, U+FFFE/U+FFFF), the other Unicode noncharacters and C1
+controls are dropped, so nothing downstream (the database, `/feed.xml`, a terminal, a log
+line) ever sees them. A title is one line; a language is a language tag or nothing. One
+entry that cannot be read is skipped with its reason (`ParsedFeed.skipped`); the others stay.
 """
 
 from __future__ import annotations
@@ -12,16 +18,17 @@ import html
 import io
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urljoin
 
 import feedparser
 
 from monitor.models import Entry
 
+T = TypeVar("T")
 MAX_TITLE = 1_000
 MAX_TEXT = 20_000
 MAX_ENTRIES = 1_000
@@ -35,7 +42,11 @@ _DROPPED = re.compile(r"<(script|style|noscript)\b.*?</\1\s*>|<!--.*?-->", re.I 
 _BLOCK = re.compile(r"</?(p|div|br|li|ul|ol|h[1-6]|tr|table|blockquote|section|article)\b[^>]*>",
                     re.IGNORECASE)
 _TAG = re.compile(r"<[^>]*>")
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_UNSAFE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff\ufdd0-\ufdef"
+                     + "".join(chr(plane << 16 | 0xFFFE) + chr(plane << 16 | 0xFFFF)
+                               for plane in range(17)) + "]")
+_CHAR_REF = re.compile(rb"&#(?:[xX]([0-9a-fA-F]{1,8})|([0-9]{1,10}));")
+_LANGUAGE = re.compile(r"^[A-Za-z]{1,8}(?:[-_][A-Za-z0-9]{1,8}){0,4}$")
 # Only runs of 2+ spaces or single other blanks: replacing each lone space costs 3x the time.
 _SPACES = re.compile(r"[ \t\r\f\v\u00a0]{2,}|[\t\r\f\v\u00a0]")
 _LINES = re.compile(r"\n\s*")  # a literal first: the regex engine skips ahead fast
@@ -49,6 +60,18 @@ class ParsedFeed:
     title: str = ""
     error: str | None = None
     warning: str | None = None
+    skipped: tuple[str, ...] = ()  # why each unreadable entry was left out
+
+
+def clean(text: str) -> str:
+    """`text` without the characters no feed text may carry (see the module's docstring)."""
+    return _UNSAFE.sub("", text)
+
+
+def plain_text(text: str, limit: int = MAX_TEXT) -> str:
+    """Plain text cleaned, with spacing tidied."""
+    text = clean(text)
+    return _LINES.sub("\n", _SPACES.sub(" ", text)).replace(" \n", "\n").strip()[:limit]
 
 
 def to_text(markup: str, limit: int = MAX_TEXT) -> str:
@@ -57,9 +80,24 @@ def to_text(markup: str, limit: int = MAX_TEXT) -> str:
         markup = _DROPPED.sub(" ", markup)
         markup = _BLOCK.sub("\n", markup)
         markup = _TAG.sub(" ", markup)
-    text = _CONTROL.sub("", html.unescape(markup))
-    text = _LINES.sub("\n", _SPACES.sub(" ", text)).replace(" \n", "\n").strip()
-    return text[:limit]
+    return plain_text(html.unescape(markup), limit)
+
+
+def one_line(markup: object, limit: int = MAX_TITLE) -> str:
+    """A title: the plain text of `markup` on one line ("" for anything but a string)."""
+    return " ".join(to_text(markup, limit).split()) if isinstance(markup, str) else ""
+
+
+def _language(value: object) -> str | None:
+    """A language tag such as `en` or `pt-BR`, or None for anything else."""
+    return value if isinstance(value, str) and _LANGUAGE.match(value) else None
+
+
+def _guid(value: object) -> str | None:
+    """An entry id as text (a number counts; objects do not)."""
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        return None
+    return clean(str(value)).strip()[:1000] or None
 
 
 def safe_link(link: object) -> str | None:
@@ -67,7 +105,8 @@ def safe_link(link: object) -> str | None:
     if not isinstance(link, str):
         return None
     text = link.strip()
-    if re.match(r"^https?://[^\s/?#]+", text, re.IGNORECASE) and len(text) <= 2048:
+    if re.match(r"^https?://[^\s/?#]+", text, re.IGNORECASE) and len(text) <= 2048 \
+            and not _UNSAFE.search(text):
         return text
     return None
 
@@ -110,13 +149,13 @@ def _entry_from_feedparser(item: Any, feed_url: str, feed_name: str, language: s
     detail = item.get("summary_detail") or {}
     return Entry(
         feed_url=feed_url, feed_name=feed_name,
-        guid=(str(item.get("id") or "").strip()[:1000] or None),
+        guid=_guid(item.get("id")),
         link=safe_link(_absolute(item.get("link"), feed_url)),
-        title=to_text(item.get("title", "") or "", MAX_TITLE),
+        title=one_line(item.get("title", "") or ""),
         summary=summary, content=content,
         # dict.get: feedparser's own get() warns when it maps updated_parsed to published.
         published=_when(dict.get(item, "published_parsed") or dict.get(item, "updated_parsed")),
-        language=(detail.get("language") or language or None),
+        language=_language(detail.get("language")) or language,
     )
 
 
@@ -129,22 +168,52 @@ def _parse_json_feed(body: bytes, feed_url: str, feed_name: str) -> ParsedFeed:
             "https://jsonfeed.org/version/"):
         return ParsedFeed(error="JSON that is not a JSON Feed")
     items = document.get("items")
-    entries = []
-    for item in items[:MAX_ENTRIES] if isinstance(items, list) else []:
-        if not isinstance(item, dict):
-            continue
-        text = item.get("content_text") or to_text(str(item.get("content_html") or ""))
-        entries.append(Entry(
-            feed_url=feed_url, feed_name=feed_name,
-            guid=str(item.get("id") or "").strip()[:1000] or None,
-            link=safe_link(item.get("url")) or safe_link(item.get("external_url")),
-            title=to_text(str(item.get("title") or ""), MAX_TITLE),
-            summary=to_text(str(item.get("summary") or ""))[:MAX_TEXT],
-            content=str(text)[:MAX_TEXT],
-            published=_iso_when(item.get("date_published") or item.get("date_modified")),
-            language=item.get("language") or document.get("language"),
-        ))
-    return ParsedFeed(entries=entries, title=str(document.get("title") or ""))
+    language = _language(document.get("language"))
+    entries, skipped = _each([i for i in items[:MAX_ENTRIES] if isinstance(i, dict)]
+                             if isinstance(items, list) else [],
+                             lambda item: _json_entry(item, feed_url, feed_name, language))
+    return ParsedFeed(entries=entries, title=one_line(document.get("title")), skipped=skipped)
+
+
+def _json_entry(item: dict[str, Any], feed_url: str, feed_name: str,
+                language: str | None) -> Entry:
+    text = item.get("content_text")
+    content = plain_text(text) if isinstance(text, str) and text.strip() \
+        else to_text(_string(item.get("content_html")))
+    return Entry(
+        feed_url=feed_url, feed_name=feed_name, guid=_guid(item.get("id")),
+        link=safe_link(item.get("url")) or safe_link(item.get("external_url")),
+        title=one_line(item.get("title")), summary=to_text(_string(item.get("summary"))),
+        content=content,
+        published=_iso_when(item.get("date_published") or item.get("date_modified")),
+        language=_language(item.get("language")) or language,
+    )
+
+
+def _string(value: object) -> str:
+    return value if isinstance(value, str) else ""
+
+
+def _each(items: Sequence[T], make: Callable[[T], Entry]) -> tuple[list[Entry], tuple[str, ...]]:
+    """`make` applied to each item; an item it fails on is left out, with the reason why."""
+    entries, skipped = [], []
+    for number, item in enumerate(items, 1):
+        try:
+            entries.append(make(item))
+        except Exception as error:  # a hostile entry must cost itself, never its feed
+            skipped.append(f"entry {number} skipped: {error.__class__.__name__}: "
+                           f"{clean(str(error))[:160]}")
+    return entries, tuple(skipped)
+
+
+def _allowed_ref(found: re.Match[bytes]) -> bytes:
+    """A character reference, or nothing when it names a character no feed text may carry
+    (feedparser fails the whole document on `&#xDFFF;`)."""
+    hexadecimal, decimal = found.group(1), found.group(2)
+    code = int(hexadecimal, 16) if hexadecimal else int(decimal)
+    if code > 0x10FFFF or _UNSAFE.match(chr(code)):
+        return b""
+    return found.group()
 
 
 def _describe_bozo(error: Any) -> str:
@@ -177,19 +246,20 @@ def parse_feed(body: bytes, feed_url: str, feed_name: str = "",
         return _parse_json_feed(stripped, feed_url, feed_name)
     if _DEEP.search(body):
         return ParsedFeed(error=f"not a feed: elements nested more than {MAX_NESTING} deep")
-    parsed = _feedparser(_INTERNAL_SUBSET.sub(rb"\1>", body), feed_url, headers)
+    body = _CHAR_REF.sub(_allowed_ref, _INTERNAL_SUBSET.sub(rb"\1>", body))
+    parsed = _feedparser(body, feed_url, headers)
     if isinstance(parsed, str):
         return ParsedFeed(error=parsed)
     items = parsed.get("entries", [])[:MAX_ENTRIES]
     feed_info = parsed.get("feed", {})
-    title = to_text(feed_info.get("title", "") or "", MAX_TITLE)
+    title = one_line(feed_info.get("title", "") or "")
     if not items and parsed.get("bozo") and not parsed.get("version"):
         reason = _describe_bozo(parsed.get("bozo_exception"))
         looks_html = b"<html" in body[:2048].lower()
         return ParsedFeed(error=("not a feed: an HTML page" if looks_html
                                  else f"not a feed: {reason}"))
-    language = feed_info.get("language") or None
-    entries = [_entry_from_feedparser(item, feed_url, feed_name or title, language)
-               for item in items]
+    language = _language(feed_info.get("language"))
+    entries, skipped = _each(items, lambda item: _entry_from_feedparser(
+        item, feed_url, feed_name or title, language))
     warning = _describe_bozo(parsed.get("bozo_exception")) if parsed.get("bozo") else None
-    return ParsedFeed(entries=entries, title=title, warning=warning)
+    return ParsedFeed(entries=entries, title=title, warning=warning, skipped=skipped)

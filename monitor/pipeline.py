@@ -26,17 +26,18 @@ from monitor import __version__, metrics
 from monitor.coalescer import Coalescer
 from monitor.config import Config, FeedConfig, load_config
 from monitor.fetcher import Fetcher
-from monitor.logs import register_secrets
 from monitor.matcher import Watchlists, compile_watchlists, match_entry
 from monitor.message import Story, Style, alert_fields, render_story, render_update
 from monitor.models import Entry, FetchResult, FetchStatus
-from monitor.notifier import Target, route, secrets_of, targets
+from monitor.notifier import Target, route, targets
+from monitor.secrets import register_secrets, secrets_of
 from monitor.store import Claim, Draft, Release, Seen, Store, StoreError, Unchanged
 from monitor.tables import FeedRow, utcnow
 from monitor.workers import ParserPool
 
 log = logging.getLogger("monitor")
 FEED_RETRY_BASE = 60.0
+MAX_SKIPPED_LOGGED = 5  # unreadable entries logged per poll: a hostile feed cannot flood the log
 OWNER = f"{socket.gethostname()}:{os.getpid()}"
 
 
@@ -91,6 +92,7 @@ def open_config(path: Path | str) -> Config:
     holding a token can be read by other users."""
     config = load_config(path)
     secrets = [s for n in config.notify for s in secrets_of(n.url)]
+    secrets += [s for f in config.feeds for s in secrets_of(f.url, guess=False)]
     password = make_url(config.database).password if "@" in config.database else None
     if password:
         secrets.append(str(password))
@@ -147,7 +149,12 @@ def _eligible(entry: Entry, first_poll: bool, config: Config, now: datetime) -> 
 def _judge(rt: Runtime, entries: Sequence[Entry], first_poll: bool) -> list[Seen]:
     now, items = datetime.now(UTC), []
     for entry in entries:
-        matches = match_entry(entry, rt.watchlists)
+        try:
+            matches = match_entry(entry, rt.watchlists)
+        except Exception as error:  # one entry must not cost its feed's other entries
+            log.error("feed %s: entry %r recorded without matching (a bug; please report "
+                      "it): %r", entry.feed_name, entry.title[:120], error)
+            matches = []
         drafts: list[Draft] = []
         if matches and _eligible(entry, first_poll, rt.config, now):
             facts = alert_fields(entry, matches)
@@ -199,9 +206,16 @@ async def poll(feed: FeedConfig, rt: Runtime, force: bool = False) -> PollReport
             release = Release(OWNER, utcnow() + timedelta(seconds=hold))
             try:
                 return await _poll(feed, rt, row, release)
-            except BaseException:
+            except (StoreError, asyncio.CancelledError):
                 await asyncio.to_thread(rt.store.release_feed, row.id, OWNER, 0)
                 raise
+            except Exception as error:  # a bug or a hostile input we did not foresee
+                # Recorded like any failure, so it counts toward the feed's health.
+                log.debug("traceback", exc_info=error)
+                failed = FetchResult(url=feed.url, status=FetchStatus.ERROR,
+                                     error=f"internal error (a bug; please report it): "
+                                     f"{error!r}"[:300])
+                return await asyncio.to_thread(_fail, rt, feed, row, failed, release)
     except StoreError as error:
         log.error("feed %s: database error, nothing recorded (the next poll retries): %s",
                   feed.title, error)
@@ -235,6 +249,8 @@ async def _poll(feed: FeedConfig, rt: Runtime, row: FeedRow, release: Release) -
         failed = FetchResult(url=feed.url, status=FetchStatus.ERROR,
                              http_status=fetch.http_status, error=parsed.error)
         return await asyncio.to_thread(_fail, rt, feed, row, failed, release)
+    for reason in parsed.skipped[:MAX_SKIPPED_LOGGED]:
+        log.warning("feed %s: %s", feed.title, reason)
     # Dedupe, match and record in a thread: the event loop keeps fetching meanwhile.
     items, queued = await asyncio.to_thread(_record, rt, row, fetch, body_hash, parsed.entries,
                                             release=release)

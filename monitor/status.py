@@ -1,4 +1,9 @@
-"""Status and history: what `monitor status` and `monitor history` show, as tables or JSON."""
+"""Status and history: what `monitor status` and `monitor history` show, as tables or JSON.
+
+Feed names, URLs and errors come from strangers or hold credentials: URLs are shown with their
+credentials masked, errors with every registered secret masked, and on the terminal every
+string is plain text (never rich markup) on one line.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +13,12 @@ from datetime import datetime, timedelta
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from monitor.config import Config, NotifyConfig
+from monitor.logs import printable
 from monitor.notifier import targets
+from monitor.secrets import mask_url, redact
 from monitor.store import Store
 from monitor.tables import utcnow
 
@@ -115,9 +123,10 @@ def gather_status(config: Config, store: Store) -> Status:
     configured = {f.url for f in config.feeds}
     rows = [r for r in store.feeds() if r.url in configured]
     held = {r.url: r.lease_owner for r in rows if r.lease_until and r.lease_until > now}
-    feeds = [FeedStatus(r.name, r.url, r.last_poll_at, r.last_status, r.http_status,
-                        r.consecutive_failures, r.last_new_entry_at, r.entries_seen, r.health,
-                        r.last_error, held.get(r.url)) for r in rows]
+    feeds = [FeedStatus(redact(r.name), mask_url(r.url), r.last_poll_at, r.last_status,
+                        r.http_status, r.consecutive_failures, r.last_new_entry_at,
+                        r.entries_seen, r.health, redact(r.last_error) if r.last_error else None,
+                        held.get(r.url)) for r in rows]
     counts = {w.name: {"day": 0, "week": 0} for w in config.watchlists}
     for entry, _ in store.matches_since(now - timedelta(days=7)):
         for name in json.loads(entry.matched):
@@ -152,25 +161,31 @@ def render_status(status: Status, console: Console) -> None:
         table.add_column(column, overflow="fold")
     for feed in status.feeds:
         style = "red" if feed.health == "failing" else "yellow" if feed.failures else ""
-        table.add_row(feed.name, format_time(feed.last_poll), feed.outcome or "-",
-                      str(feed.http_status or "-"), str(feed.failures),
-                      format_time(feed.last_new_entry), str(feed.entries_seen), feed.health,
-                      (feed.last_error or "")[:80], style=style)
+        cells = (feed.name, format_time(feed.last_poll), feed.outcome or "-",
+                 str(feed.http_status or "-"), str(feed.failures),
+                 format_time(feed.last_new_entry), str(feed.entries_seen), feed.health,
+                 (feed.last_error or "")[:80])
+        table.add_row(*(Text(printable(cell)) for cell in cells), style=style)
     console.print(table)
-    console.print("outbox: " + ", ".join(f"{n} {state}" for state, n in status.outbox.items()))
+    _plain(console, "outbox: " + ", ".join(f"{n} {state}" for state, n in status.outbox.items()))
     for target in status.targets:
         waiting = f"{target.pending} waiting"
         if target.held:
             waiting += (f", {target.held} held until {format_time(target.next_release)} UTC")
-        console.print(f"target {target.name}: {target.pace}; {waiting}")
+        _plain(console, f"target {target.name}: {target.pace}; {waiting}")
     for name, window in status.watchlists.items():
-        console.print(f"watchlist {name}: {window['day']} matches in the last day, "
+        _plain(console, f"watchlist {name}: {window['day']} matches in the last day, "
                       f"{window['week']} in the last week")
     for instance in status.instances:
-        console.print(f"instance {instance.id}: {'alive' if instance.alive else 'gone'}, last "
+        _plain(console, f"instance {instance.id}: {'alive' if instance.alive else 'gone'}, last "
                       f"heartbeat {instance.heartbeat_age_s:.0f}s ago, started "
                       f"{format_time(instance.started_at)} UTC, "
                       f"holds {instance.leases} feed leases")
+
+
+def _plain(console: Console, line: str) -> None:
+    """Print `line` as text: no markup, no highlighting, no control characters."""
+    console.print(printable(line), markup=False, highlight=False)
 
 
 def find_history(store: Store, since: datetime, watchlist: str | None,
@@ -184,7 +199,7 @@ def find_history(store: Store, since: datetime, watchlist: str | None,
             continue
         if needle and needle not in f"{entry.title}\n{entry.summary}".casefold():
             continue
-        items.append(HistoryItem(entry.seen_at, names, entry.title, entry.link, feed,
+        items.append(HistoryItem(entry.seen_at, names, entry.title, entry.link, redact(feed),
                                  entry.alerted))
     return items
 
@@ -196,6 +211,6 @@ def render_history(items: list[HistoryItem], console: Console, as_json: bool) ->
             print(json.dumps(asdict(item), default=lambda v: v.isoformat(), ensure_ascii=False))
         else:
             alerted = "" if item.alerted else " (not alerted: old or a duplicate)"
-            console.print(f"{format_time(item.seen_at)}  [{', '.join(item.watchlists)}] "
-                          f"{item.title}{alerted}\n    {item.link or '(no link)'}  ({item.feed})",
-                          markup=False, highlight=False)
+            _plain(console, f"{format_time(item.seen_at)}  [{', '.join(item.watchlists)}] "
+                   f"{item.title}{alerted}")
+            _plain(console, f"    {item.link or '(no link)'}  ({item.feed})")

@@ -10,6 +10,7 @@ written in the same transaction, so an alert is queued exactly when its entry is
 from __future__ import annotations
 
 import json
+import os
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -194,9 +195,12 @@ def _migrate(connection: Connection) -> None:
 def _make_engine(url: str) -> Engine:
     try:
         if url.startswith("sqlite"):
-            path = url.split("///", 1)[1] if "///" in url else ""
+            path = url.split("///", 1)[1].split("?", 1)[0] if "///" in url else ""
             if path and path != ":memory:":
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
+                # Created private before SQLite opens it (its -wal and -shm files take the
+                # database file's mode): it holds every alert and the feeds' URLs.
+                os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
             engine = create_engine(url, connect_args={"timeout": 30})
             _sqlite_pragmas(engine)
             return engine

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from monitor.cli import main
-from monitor.logs import SecretFilter, register_secrets
-from monitor.notifier import secrets_of
+from monitor.logs import LineFilter
+from monitor.secrets import register_secrets, secrets_of
 from tests.conftest import FEEDS, FeedServer, Sink, render_feed, write_config
 
 
@@ -105,7 +105,7 @@ def test_secret_filter_masks_telegram_style_tokens() -> None:
     register_secrets(secrets_of(f"tgram://{token}/-1001234567"))
     record = logging.LogRecord("apprise", logging.DEBUG, __file__, 1,
                                "POST https://api.telegram.org/bot%s/sendMessage", (token,), None)
-    SecretFilter().filter(record)
+    LineFilter().filter(record)
     assert "AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw" not in record.getMessage()
     assert "123456789" not in record.getMessage()
 
@@ -152,7 +152,8 @@ def test_backtest_shows_what_would_match_now_and_what_no_longer_does(
 def test_config_with_a_token_readable_by_others_gets_a_warning(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """A config holding a token warns when group/other can read it, and not after chmod 600."""
-    config = write_config(tmp_path, [], [{"url": "json://bot:Sup3rS3cretT0ken@127.0.0.1:9/x"}])
+    config = write_config(tmp_path, [{"url": "http://127.0.0.1:9/f.xml"}],
+                          [{"url": "json://bot:Sup3rS3cretT0ken@127.0.0.1:9/x"}])
     config.chmod(0o644)
     assert main(["--config", str(config), "check"]) == 0
     err = capsys.readouterr().err

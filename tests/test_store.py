@@ -70,7 +70,8 @@ def test_same_link_under_new_guid_is_not_a_new_story(tmp_path: Path) -> None:
 def test_unusable_database_exits_3_with_one_line(
         tmp_path: Path, database: str, capsys: pytest.CaptureFixture[str]) -> None:
     """An unwritable path or unknown driver is a database error (exit 3), password hidden."""
-    config = write_config(tmp_path, [], [], database=database)
+    config = write_config(tmp_path, [{"url": "http://127.0.0.1:9/f.xml"}], [],
+                          database=database)
     assert main(["--config", str(config), "run", "--once"]) == 3
     err = capsys.readouterr().err
     assert err.startswith("monitor: database error:")
