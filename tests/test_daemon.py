@@ -67,8 +67,9 @@ def test_daemon_polls_on_schedule_alerts_new_items_and_stops_on_sigterm(
 
 def test_config_edits_are_applied_and_broken_ones_keep_the_last_good_config(
         tmp_path: Path, feed_server: FeedServer, sink: Sink) -> None:
-    """Adding a feed in the file takes effect without a restart; a broken edit is logged and
-    the daemon keeps running with the last good config; SIGHUP reloads too."""
+    """Adding a feed in the file takes effect without a restart; a broken edit, or one that
+    leaves no feed, is logged and the daemon keeps running with the last good config; SIGHUP
+    reloads too."""
     first = {"url": feed_server.serve("/ru.xml", render_feed("russian.xml")), "interval": "1s"}
     second = {"url": feed_server.serve("/id.xml", render_feed("indonesian.xml")),
               "interval": "1s"}
@@ -80,6 +81,9 @@ def test_config_edits_are_applied_and_broken_ones_keep_the_last_good_config(
         config.write_text(config.read_text() + "\nfeedz: []\n")
         assert wait_for(lambda: "keeping the last good config" in log.read_text())
         assert "did you mean `feeds`" in log.read_text()
+        write_config(tmp_path, [], [{"url": sink.url}], **options)  # nothing left to do
+        assert wait_for(lambda: "no feeds configured" in log.read_text()), log.read_text()
+        assert log.read_text().count("keeping the last good config") == 2
         write_config(tmp_path, [first, second], [{"url": sink.url}], **options)
         assert wait_for(lambda: len(sink.received) == 2), log.read_text()
         assert "Rusia meratifikasi" in sink.titles()[-1]

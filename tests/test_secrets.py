@@ -140,3 +140,20 @@ def test_feed_credentials_appear_nowhere_a_person_reads(
     assert sorted(f["url"] for f in feeds) == sorted([
         feed_server.base.replace("http://", "http://***@") + "/f.xml?token=***&apikey=***",
         feed_server.base.replace("http://", "http://***@") + "/gone.xml?key=***"])
+
+
+def test_database_and_exported_feed_list_are_private(tmp_path: Path,
+                                                     feed_server: FeedServer) -> None:
+    """The SQLite database and `feeds export -o` (even over an existing readable file) are
+    readable by their owner alone: both hold the feeds' URLs with their credentials."""
+    url = feed_server.serve("/f.xml?token=tok-S3cret", render_feed("russian.xml"))
+    config = write_config(tmp_path, [{"url": url}], [])
+    exported = tmp_path / "feeds.opml"
+    exported.write_text("old", encoding="utf-8")
+    exported.chmod(0o644)
+    assert main(["--config", str(config), "run", "--once"]) == 0
+    assert main(["--config", str(config), "feeds", "export", "-o", str(exported)]) == 0
+    assert "tok-S3cret" in exported.read_text(encoding="utf-8")
+    for path in (tmp_path / "monitor.db", tmp_path / "monitor.db-wal", exported):
+        if path.exists():
+            assert path.stat().st_mode & 0o777 == 0o600, path
