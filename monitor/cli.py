@@ -33,6 +33,7 @@ from monitor.config import (
 )
 from monitor.daemon import Daemon
 from monitor.feedlist import (
+    MAX_NAME,
     FeedLink,
     OpmlError,
     add_feeds,
@@ -339,7 +340,7 @@ async def _checked_feed(config: Config, url: str, name: str | None) -> list[Feed
     if parsed.error:
         print(f"monitor: {url}: {parsed.error}", file=sys.stderr)
         return []
-    return [FeedLink(url, name or parsed.title or None)]
+    return [FeedLink(url, (name or parsed.title)[:MAX_NAME] or None)]
 
 
 _COMMANDS: dict[str, Callable[[Config, Path, argparse.Namespace], int]] = {

@@ -100,8 +100,8 @@ class _Model(BaseModel):
 class FeedConfig(_Model):
     """One feed to poll."""
 
-    url: str
-    name: str | None = None
+    url: str = Field(max_length=2048)
+    name: str | None = Field(default=None, max_length=500)
     interval: Duration | None = None
     tags: Tags = ()
 

@@ -26,6 +26,7 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from monitor.config import Config, literal, parse_config
 
 MAX_OPML = 10 * 1024**2
+MAX_NAME, MAX_URL = 200, 2048  # longer names are cut; longer URLs are not feeds
 
 
 class OpmlError(ValueError):
@@ -58,8 +59,8 @@ def read_opml(data: bytes) -> list[FeedLink]:
 
     def walk(outline: ET.Element, tags: tuple[str, ...]) -> None:
         url = (outline.get("xmlUrl") or "").strip()
-        name = (outline.get("title") or outline.get("text") or "").strip() or None
-        if url.lower().startswith(("http://", "https://")):
+        name = (outline.get("title") or outline.get("text") or "").strip()[:MAX_NAME] or None
+        if url.lower().startswith(("http://", "https://")) and len(url) <= MAX_URL:
             found.append(FeedLink(url, name, tags))
         children = outline.findall("outline")
         for child in children:

@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 from monitor import parser, pipeline
 from monitor.cli import main
+from monitor.config import load_config
 from monitor.models import Entry
 from monitor.parser import parse_feed
 from monitor.store import Store
@@ -249,3 +250,19 @@ def test_an_empty_config_file_is_refused(tmp_path: Path,
     config.write_text("", encoding="utf-8")
     assert main(["--config", str(config), "check"]) == 2
     assert "no feeds configured" in capsys.readouterr().err
+
+
+def test_an_opml_with_huge_names_and_urls_imports_what_fits(
+        tmp_path: Path, feed_server: FeedServer) -> None:
+    """An outline title of 10,000 characters is cut to 200; a 5,000-character URL is no feed;
+    the config still loads and runs."""
+    config = write_config(tmp_path, [{"url": feed_server.base + "/other.xml"}], [])
+    opml = tmp_path / "big.opml"
+    opml.write_text(f'<opml version="2.0"><body><outline title="{"N" * 10_000}" '
+                    f'xmlUrl="{feed_server.base}/a.xml"/><outline title="long" '
+                    f'xmlUrl="{feed_server.base}/{"u" * 5000}.xml"/></body></opml>',
+                    encoding="utf-8")
+    assert main(["--config", str(config), "feeds", "import", str(opml)]) == 0
+    feeds = load_config(config).feeds
+    assert [(f.url, f.name) for f in feeds[1:]] == [(feed_server.base + "/a.xml", "N" * 200)]
+    assert main(["--config", str(config), "run", "--once"]) == 0
