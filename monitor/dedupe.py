@@ -32,10 +32,11 @@ def canonical_url(url: str) -> str:
     """Lower-case scheme and host, no `www.`, no tracking parameters, no fragment, http ≡ https."""
     try:
         parts = urlsplit(url.strip())
-    except ValueError:
+        number = parts.port
+    except ValueError:  # an invalid host or port
         return url.strip()
     host = (parts.hostname or "").lower().removeprefix("www.")
-    port = f":{parts.port}" if parts.port and parts.port not in (80, 443) else ""
+    port = f":{number}" if number and number not in (80, 443) else ""
     query = urlencode(sorted((k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True)
                              if not _TRACKING.match(k)))
     path = parts.path.rstrip("/") or "/"

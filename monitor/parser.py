@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
-from urllib.parse import urljoin
+from urllib.parse import urljoin, urlsplit
 
 import feedparser
 
@@ -105,10 +105,15 @@ def safe_link(link: object) -> str | None:
     if not isinstance(link, str):
         return None
     text = link.strip()
-    if re.match(r"^https?://[^\s/?#]+", text, re.IGNORECASE) and len(text) <= 2048 \
-            and not _UNSAFE.search(text):
-        return text
-    return None
+    if not re.match(r"^https?://[^\s/?#]+", text, re.IGNORECASE) or len(text) > 2048 \
+            or _UNSAFE.search(text):
+        return None
+    try:
+        parts = urlsplit(text)
+        parts.port  # noqa: B018 (raises on a port that is no number or out of range)
+    except ValueError:
+        return None
+    return text if parts.hostname else None
 
 
 def _absolute(link: object, base: str) -> object:

@@ -144,7 +144,8 @@ def test_any_json_feed_text_parses_into_xml_safe_entries(title: str, summary: st
 def test_odd_json_feed_entries_cost_themselves_not_their_feed(
         tmp_path: Path, feed_server: FeedServer, sink: Sink) -> None:
     """A lone surrogate in a title, a `language` that is an object, ids and titles of the
-    wrong type: the good entries still alert, and the feed is polled OK."""
+    wrong type, links with an impossible port or host: every entry still alerts (what cannot
+    be read is left out of it), and the feed is polled OK."""
     items = [
         f'{{"id": "1", "title": "{STORY} \\ud800", "url": "https://a.example/1"}}',
         '{"id": "2", "title": "Lavrov lands in Pyongyang for talks with Choe Son Hui", '
@@ -152,11 +153,15 @@ def test_odd_json_feed_entries_cost_themselves_not_their_feed(
         '"url": "https://a.example/2"}',
         f'{{"id": {{"nested": 1}}, "title": ["list"], "summary": "{STORY} (3)", '
         '"url": "https://a.example/3", "date_published": {"when": 1}}',
+        '{"id": "4", "title": "Shoigu arrives in Pyongyang for talks with Kim", '
+        '"url": "https://a.example:99999/4"}',
+        '{"id": "5", "title": "Russian and North Korean ministers open a bridge", '
+        '"url": "http://[::1/5"}',
     ]
     url = feed_server.serve("/f.json", _json_feed(*items))
     config = write_config(tmp_path, [{"url": url}], [{"url": sink.url}])
     assert main(["--config", str(config), "run", "--once"]) == 0
-    assert len(sink.received) == 3, sink.titles()
+    assert len(sink.received) == 5, sink.titles()
     feed = _status(config)["feeds"][0]
     assert (feed["outcome"], feed["failures"]) == ("ok", 0)
 
