@@ -173,11 +173,23 @@ def _parse_json_feed(body: bytes, feed_url: str, feed_name: str) -> ParsedFeed:
             "https://jsonfeed.org/version/"):
         return ParsedFeed(error="JSON that is not a JSON Feed")
     items = document.get("items")
-    language = _language(document.get("language"))
+    language, title = _language(document.get("language")), one_line(document.get("title"))
+    outlet = _outlet(feed_name, title, feed_url)
     entries, skipped = _each([i for i in items[:MAX_ENTRIES] if isinstance(i, dict)]
                              if isinstance(items, list) else [],
-                             lambda item: _json_entry(item, feed_url, feed_name, language))
-    return ParsedFeed(entries=entries, title=one_line(document.get("title")), skipped=skipped)
+                             lambda item: _json_entry(item, feed_url, outlet, language))
+    return ParsedFeed(entries=entries, title=title, skipped=skipped)
+
+
+def _outlet(feed_name: str, title: str, feed_url: str) -> str:
+    """How entries name their source: the configured name, the document's title, or the
+    feed's host."""
+    if feed_name or title:
+        return feed_name or title
+    try:
+        return (urlsplit(feed_url).hostname or "").removeprefix("www.")
+    except ValueError:
+        return ""
 
 
 def _json_entry(item: dict[str, Any], feed_url: str, feed_name: str,
@@ -265,6 +277,6 @@ def parse_feed(body: bytes, feed_url: str, feed_name: str = "",
                                  else f"not a feed: {reason}"))
     language = _language(feed_info.get("language"))
     entries, skipped = _each(items, lambda item: _entry_from_feedparser(
-        item, feed_url, feed_name or title, language))
+        item, feed_url, _outlet(feed_name, title, feed_url), language))
     warning = _describe_bozo(parsed.get("bozo_exception")) if parsed.get("bozo") else None
     return ParsedFeed(entries=entries, title=title, warning=warning, skipped=skipped)

@@ -30,6 +30,7 @@ from monitor.matcher import Watchlists, compile_watchlists, match_entry
 from monitor.message import Story, Style, alert_fields, render_story, render_update
 from monitor.models import Entry, FetchResult, FetchStatus
 from monitor.notifier import Target, route, targets
+from monitor.parser import ParsedFeed
 from monitor.secrets import register_secrets, secrets_of
 from monitor.store import Claim, Draft, Release, Seen, Store, StoreError, Unchanged
 from monitor.tables import FeedRow, utcnow
@@ -252,7 +253,7 @@ async def _poll(feed: FeedConfig, rt: Runtime, row: FeedRow, release: Release) -
     for reason in parsed.skipped[:MAX_SKIPPED_LOGGED]:
         log.warning("feed %s: %s", feed.title, reason)
     # Dedupe, match and record in a thread: the event loop keeps fetching meanwhile.
-    items, queued = await asyncio.to_thread(_record, rt, row, fetch, body_hash, parsed.entries,
+    items, queued = await asyncio.to_thread(_record, rt, row, fetch, body_hash, parsed,
                                             release=release)
     matched = sum(1 for item in items if item.matches)
     metrics.ENTRIES.inc(len(items))
@@ -264,10 +265,12 @@ async def _poll(feed: FeedConfig, rt: Runtime, row: FeedRow, release: Release) -
 
 
 def _record(rt: Runtime, row: FeedRow, fetch: FetchResult, body_hash: str | None,
-            entries: Sequence[Entry], *, release: Release) -> tuple[list[Seen], int]:
+            parsed: ParsedFeed, *, release: Release) -> tuple[list[Seen], int]:
     assert row.id is not None
+    entries = parsed.entries
     items = _judge(rt, rt.store.unseen(row.id, entries), row.last_success_at is None)
-    queued = rt.store.record_poll(row.id, fetch, body_hash, items, release)
+    queued = rt.store.record_poll(row.id, fetch, body_hash, items, release,
+                                  outlet=parsed.title)
     if any(t.updates for t in rt.targets):
         queued += _note_updates(rt, row.id, entries)
     return items, queued

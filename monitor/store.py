@@ -116,6 +116,7 @@ class Unchanged:
     fetch: FetchResult
     body_hash: str | None
     release: Release | None = None
+    outlet: str | None = None  # the feed document's title, when the body was parsed
 
 
 def _record_state(session: Session, poll: Unchanged, now: datetime, new: int) -> None:
@@ -130,6 +131,8 @@ def _record_state(session: Session, poll: Unchanged, now: datetime, new: int) ->
     if fetch.status is FetchStatus.OK:
         values.update(etag=fetch.etag, last_modified=fetch.last_modified,
                       body_hash=poll.body_hash)
+    if poll.outlet:
+        values["outlet"] = poll.outlet[:1024]
     if new:
         values["last_new_entry_at"] = now
     if poll.release:
@@ -170,6 +173,7 @@ def _sqlite_pragmas(engine: Engine) -> None:
 # Columns each schema version added to existing tables (new tables come from create_all).
 _MIGRATIONS: dict[int, list[tuple[type[SQLModel], str]]] = {
     2: [(Delivery, "kind"), (Delivery, "fields"), (Delivery, "held"), (EntryRow, "revised_at")],
+    3: [(FeedRow, "outlet")],
 }
 
 
@@ -417,9 +421,11 @@ class Store:
             return len(notes)
 
     def record_poll(self, feed_id: int, fetch: FetchResult, body_hash: str | None,
-                    items: Sequence[Seen], release: Release | None = None) -> int:
-        """Record a successful poll and its new entries, and end this instance's lease on the
-        feed (`release`), in one transaction; returns how many alerts were queued."""
+                    items: Sequence[Seen], release: Release | None = None, *,
+                    outlet: str | None = None) -> int:
+        """Record a successful poll and its new entries (and the feed document's title,
+        `outlet`), and end this instance's lease on the feed (`release`), in one transaction;
+        returns how many alerts were queued."""
         now, queued = utcnow(), 0
         with self.transaction() as session:
             plain = [item for item in items if not item.matches]
@@ -429,7 +435,7 @@ class Store:
             for item in items:
                 if item.matches:
                     queued += self._record_entry(session, feed_id, item, now)
-            _record_state(session, Unchanged(feed_id, fetch, body_hash, release), now,
+            _record_state(session, Unchanged(feed_id, fetch, body_hash, release, outlet), now,
                           len(items))
         return queued
 
@@ -505,13 +511,14 @@ class Store:
             own = session.get(EntryRow, entry_id)
             if own is None or own.story_id is None:
                 return []
-            query = (select(FeedRow.name, EntryRow.seen_at)
+            query = (select(FeedRow, EntryRow.link, EntryRow.seen_at)
                      .join(EntryRow, col(EntryRow.feed_id) == FeedRow.id)
                      .where(EntryRow.story_id == own.story_id,
                             col(EntryRow.feed_id) != own.feed_id)
                      .order_by(col(EntryRow.id)))
             first_seen: dict[str, datetime] = {}
-            for name, seen in session.exec(query):
+            for feed, link, seen in session.exec(query):
+                name = clustering.outlet_name(feed.name, feed.url, feed.outlet, link)
                 first_seen.setdefault(name, seen)
             return [name for name, seen in first_seen.items() if since is None or seen > since]
 

@@ -12,7 +12,7 @@ from enum import StrEnum
 from sqlalchemy import Column, Index, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 def utcnow() -> datetime:
@@ -43,6 +43,8 @@ class FeedRow(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     url: str = Field(unique=True, max_length=2048)
     name: str = Field(default="", max_length=512)
+    # The feed document's own title: how messages name the outlet when the config does not.
+    outlet: str | None = Field(default=None, max_length=1024)
     etag: str | None = Field(default=None, max_length=1024)
     last_modified: str | None = Field(default=None, max_length=256)
     body_hash: str | None = Field(default=None, max_length=64)

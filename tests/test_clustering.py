@@ -138,3 +138,62 @@ def test_alike_stories_a_week_apart_stay_two(tmp_path: Path, feed_server: FeedSe
                                b"</title><link>https://a.example/2</link></item></channel>"))
     assert main(["--config", str(config), "run", "--once"]) == 0
     assert len(sink.received) == 2
+
+
+WIRE_VARIANTS = [
+    "North Korea sends 10,000 troops to Russia, US says",
+    "UPDATE 1-North Korea sends 10,000 troops to Russia, US says",
+    "North Korea sends 10,000 troops to Russia, U.S. says - Reuters",
+    "North Korea sends 10000 troops to Russia, United States says | World",
+    "North Korea sends 10,000 troops to Russia, US says (video)",
+    "North Korea sends 10,000 troops to Russia, US says: live",
+    "North Korea 'sends 10,000 troops' to Russia, US says",
+    "EXCLUSIVE-North Korea sends 10,000 troops to Russia, US says",
+    "N. Korea sends 10,000 troops to Russia, US says",
+    "North Korea sends 10.000 troops to Russia, US says",
+    "UPDATE 2-North Korea sends 10,000 troops to Russia, U.S. says - Reuters",
+    "North Korea sends 10 000 troops to Russia, US says | Asia | News",
+]
+
+
+@pytest.mark.parametrize("variant", WIRE_VARIANTS[1:])
+def test_wire_prefixes_suffixes_numbers_and_abbreviations_are_one_headline(variant: str) -> None:
+    """Wire prefixes, outlet and section suffixes, thousands separators, quotes and US/U.S./
+    United States do not make another story."""
+    assert same_story(WIRE_VARIANTS[0], "", variant, "")
+
+
+@pytest.mark.parametrize(("first", "second"), [
+    ("North Korea sends 10,000 troops to Russia, US says",
+     "North Korea sends 12,000 troops to Russia, US says"),
+    ("UPDATE 1-North Korea sends troops to Russia", "UPDATE 1-South Korea sends aid to Ukraine"),
+])
+def test_normalising_headlines_keeps_other_facts_apart(first: str, second: str) -> None:
+    """Other numbers or other facts stay other stories after the headlines are normalised."""
+    assert not same_story(first, "", second, "")
+
+
+def test_outlets_are_named_by_feed_title_or_host_never_by_url(
+        tmp_path: Path, feed_server: FeedServer, sink: Sink) -> None:
+    """Twelve unnamed feeds carry one story under wire variants of its headline, one more an
+    unrelated story: two alerts; the story's names at least ten outlets by their documents'
+    titles (a feed without a title by its host), and no URL of a feed."""
+    feeds = []
+    for index, title in enumerate(WIRE_VARIANTS):
+        link = f"https://outlet{index}.example/world/{index}"
+        body = _feed(index, title, link)
+        if index == 11:
+            body = body.replace(b"<title>Outlet 11</title>", b"")
+        feeds.append({"url": feed_server.serve(f"/w{index}.xml", body)})
+    other = _feed(99, "Lavrov meets Choe Son Hui in Moscow on tourism links",
+                  "https://other.example.org/lavrov")
+    feeds.append({"url": feed_server.serve("/other.xml", other)})
+    config = write_config(tmp_path, feeds, [{"url": sink.url}])
+    assert main(["--config", str(config), "run", "--once"]) == 0
+    assert len(sink.received) == 2, sink.titles()
+    story = next(m for m in sink.received if "troops" in m["title"])
+    named = [f"Outlet {i}" for i in range(11) if f"Outlet {i}" in story["message"]]
+    assert len(named) + ("outlet11.example" in story["message"]) >= 10, story["message"]
+    assert "outlet11.example" in story["message"]
+    assert feed_server.base not in story["message"]
+    assert "127.0.0.1" not in story["message"]

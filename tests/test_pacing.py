@@ -133,7 +133,7 @@ def test_rate_limit_folds_overflow_into_a_digest_and_drops_nothing(
 def test_check_describes_each_targets_pace_and_form(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """`monitor check` says, per target, how often and in what form it hears from monitor."""
-    config = write_config(tmp_path, [], [
+    config = write_config(tmp_path, [{"url": "https://a.example/f.xml"}], [
         {"url": "json://127.0.0.1:9/a", "name": "chat", "rate_limit": "6/h",
          "quiet_hours": "22:00-07:00", "timezone": "Asia/Seoul", "tags": ["korea"]},
         {"url": "mailto://u:p@127.0.0.1:9?to=a@example.org", "name": "mail", "mode": "digest",
