@@ -1,7 +1,11 @@
 """The optional HTTP endpoint: /healthz, /metrics, /feed.xml (Atom) and / (a status page).
 
-Off unless `http.listen` is set (loopback by default). A small WSGI app from the standard
-library, served from one thread beside the event loop: every page is a short database read.
+Off unless `http.listen` is set (loopback by default). A small WSGI app, served by
+`monitor.httpserver` (a thread per connection, with bounds on what a connection may cost)
+beside the event loop: every page is a short database read. Only GET and HEAD are served
+(`405` with `Allow` otherwise); page text is escaped for where it lands, with every registered
+secret masked (`monitor.secrets`); /feed.xml names itself by the configured address, never by
+a client's Host header.
 """
 
 from __future__ import annotations
@@ -14,13 +18,15 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from monitor import metrics
+from monitor.httpserver import SECURITY_HEADERS, App, BoundedServer, StartResponse
 from monitor.matcher import match_entry
 from monitor.models import Match
+from monitor.parser import safe_link
+from monitor.secrets import redact
 from monitor.status import format_time, gather_status
 from monitor.store import StoreError, entry_of
 from monitor.tables import EntryRow, utcnow
@@ -28,7 +34,8 @@ from monitor.tables import EntryRow, utcnow
 log = logging.getLogger("monitor")
 ATOM = "http://www.w3.org/2005/Atom"
 LATEST = 50
-StartResponse = Callable[[str, list[tuple[str, str]]], Any]
+ALLOWED = ("GET", "HEAD")
+TEXT = "text/plain; charset=utf-8"
 
 
 @dataclass
@@ -37,11 +44,6 @@ class WebState:
 
     runtime: Any
     scheduler_running: Callable[[], bool]
-
-
-class _QuietHandler(WSGIRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:
-        log.debug("http: " + format, *args)
 
 
 def _latest(state: WebState) -> list[tuple[EntryRow, str, list[Match]]]:
@@ -59,7 +61,11 @@ def _explain(matches: list[Match]) -> str:
 
 
 def atom_feed(state: WebState, base: str) -> bytes:
-    """The latest matches as an Atom document, each with its explanation and snippet."""
+    """The latest matches as an Atom document, each with its explanation and snippet.
+
+    `base` is the configured listen address, never the client's Host header. Text from the
+    database (titles, links, feed names, snippets) has every registered secret masked.
+    """
     ET.register_namespace("", ATOM)
     feed = ET.Element(f"{{{ATOM}}}feed")
     ET.SubElement(feed, f"{{{ATOM}}}title").text = "monitor: latest matches"
@@ -70,32 +76,47 @@ def atom_feed(state: WebState, base: str) -> bytes:
     ET.SubElement(author, f"{{{ATOM}}}name").text = "monitor"
     for row, source, matches in _latest(state):
         item = ET.SubElement(feed, f"{{{ATOM}}}entry")
-        ET.SubElement(item, f"{{{ATOM}}}title").text = row.title or "(untitled)"
+        ET.SubElement(item, f"{{{ATOM}}}title").text = redact(row.title or "(untitled)")
         ET.SubElement(item, f"{{{ATOM}}}id").text = f"{base}/entries/{row.id}"
         ET.SubElement(item, f"{{{ATOM}}}updated").text = row.seen_at.isoformat()
-        if row.link:
-            ET.SubElement(item, f"{{{ATOM}}}link", href=row.link)
+        link = safe_link(row.link)
+        if link:
+            ET.SubElement(item, f"{{{ATOM}}}link", href=redact(link))
         snippet = matches[0].highlighted_snippet("") if matches else row.summary[:240]
         summary = f"[{source}] {_explain(matches) or row.matched}\n\n{snippet}"
-        ET.SubElement(item, f"{{{ATOM}}}summary").text = summary
+        ET.SubElement(item, f"{{{ATOM}}}summary").text = redact(summary)
     return bytes(ET.tostring(feed, encoding="utf-8", xml_declaration=True))
+
+
+def link_html(link: str | None, text: str) -> str:
+    """`text` as HTML: a link (opening no window back to us) when `link` is an http(s) URL,
+    plain text otherwise; both escaped, with every registered secret masked."""
+    shown = html.escape(redact(text))
+    safe = safe_link(link)
+    if safe is None:
+        return shown
+    return f'<a href="{html.escape(redact(safe))}" rel="noopener noreferrer">{shown}</a>'
+
+
+def _escaped(text: str) -> str:
+    return html.escape(redact(text))
 
 
 def status_page(state: WebState) -> bytes:
     """A small read-only HTML page: feed health and the latest matches."""
     rt = state.runtime
-    status = gather_status(rt.config, rt.store)
+    status = gather_status(rt.config, rt.store)  # names masked, errors redacted
     feeds = "".join(
-        (f"<tr class='{html.escape(f.health if f.health != 'ok' or not f.failures else 'error')}'>"
-         f"<td>{html.escape(f.name)}</td><td>"
+        (f"<tr class='{_escaped(f.health if f.health != 'ok' or not f.failures else 'error')}'>"
+         f"<td>{_escaped(f.name)}</td><td>"
          f"{format_time(f.last_poll)}</td><td>"
-         f"{html.escape(f.outcome or '-')}</td><td>{f.failures}</td><td>{html.escape(f.health)}"
-         f"</td><td>{html.escape((f.last_error or '')[:120])}</td></tr>") for f in status.feeds)
+         f"{_escaped(f.outcome or '-')}</td><td>{f.failures}</td><td>{_escaped(f.health)}"
+         f"</td><td>{_escaped((f.last_error or '')[:120])}</td></tr>") for f in status.feeds)
     latest = "".join(
-        f"<li><a href='{html.escape(row.link or '#')}'>{html.escape(row.title)}</a> "
-        f"<small>{html.escape(source)} · {row.seen_at:%Y-%m-%d %H:%M} UTC · "
-        f"{html.escape(_explain(matches))}</small></li>" for row, source, matches in _latest(state))
-    outbox = ", ".join(f"{n} {html.escape(s)}" for s, n in status.outbox.items())
+        f"<li>{link_html(row.link, row.title)} "
+        f"<small>{_escaped(source)} · {row.seen_at:%Y-%m-%d %H:%M} UTC · "
+        f"{_escaped(_explain(matches))}</small></li>" for row, source, matches in _latest(state))
+    outbox = ", ".join(f"{n} {_escaped(s)}" for s, n in status.outbox.items())
     page = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>monitor</title>
 <meta name="viewport" content="width=device-width, initial-scale=1">
@@ -123,42 +144,59 @@ def _health(state: WebState) -> tuple[str, bytes]:
     try:
         state.runtime.store.schema_version()
     except StoreError as error:
-        return "503 Service Unavailable", f"database: {error}\n".encode()
+        return "503 Service Unavailable", f"database: {redact(str(error))}\n".encode()
     return "200 OK", b"ok\n"
 
 
-def make_app(state: WebState) -> Callable[[dict[str, Any], StartResponse], Iterable[bytes]]:
-    """The WSGI application."""
+def _page(state: WebState, path: str, base: str) -> tuple[str, bytes, str]:
+    """The status, body and content type of a GET of `path`."""
+    try:
+        if path == "/healthz":
+            return (*_health(state), TEXT)
+        if path == "/metrics":
+            return "200 OK", generate_latest(metrics.REGISTRY), CONTENT_TYPE_LATEST
+        if path == "/feed.xml":
+            return "200 OK", atom_feed(state, base), "application/atom+xml; charset=utf-8"
+        if path == "/":
+            return "200 OK", status_page(state), "text/html; charset=utf-8"
+    except StoreError as error:
+        return "503 Service Unavailable", f"{redact(str(error))}\n".encode(), TEXT
+    return "404 Not Found", b"not found\n", TEXT
+
+
+def make_app(state: WebState, base: str = "http://localhost") -> App:
+    """The WSGI application; `base` (scheme, host and port) names the pages in /feed.xml."""
     def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
-        path = environ.get("PATH_INFO", "/")
-        base = f"http://{environ.get('HTTP_HOST', 'localhost')}"
-        status, kind = "200 OK", "text/html; charset=utf-8"
-        try:
-            if path == "/healthz":
-                status, body = _health(state)
-                kind = "text/plain; charset=utf-8"
-            elif path == "/metrics":
-                body, kind = generate_latest(metrics.REGISTRY), CONTENT_TYPE_LATEST
-            elif path == "/feed.xml":
-                body, kind = atom_feed(state, base), "application/atom+xml; charset=utf-8"
-            elif path == "/":
-                body = status_page(state)
-            else:
-                status, body, kind = "404 Not Found", b"not found\n", "text/plain"
-        except StoreError as error:
-            status, body, kind = "503 Service Unavailable", f"{error}\n".encode(), "text/plain"
-        start_response(status, [("Content-Type", kind), ("Content-Length", str(len(body)))])
-        return [body]
+        method = environ.get("REQUEST_METHOD", "GET")
+        extra: list[tuple[str, str]] = []
+        if method in ALLOWED:
+            status, body, kind = _page(state, environ.get("PATH_INFO", "/"), base)
+        else:
+            status, body, kind = "405 Method Not Allowed", b"method not allowed\n", TEXT
+            extra.append(("Allow", ", ".join(ALLOWED)))
+        start_response(status, [("Content-Type", kind), ("Content-Length", str(len(body))),
+                                *SECURITY_HEADERS, *extra])
+        return [b""] if method == "HEAD" else [body]
     return app
 
 
+def _bind_address(listen: str) -> tuple[str, int]:
+    """The (host, port) to bind for `http.listen` (HOST:PORT, [IPv6]:PORT or :PORT)."""
+    host, _, port = listen.rpartition(":")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+def _base(listen: str, port: int) -> str:
+    """Scheme, host and port for naming the pages: the configured address, not a Host header."""
+    return f"http://{listen.rpartition(':')[0] or '127.0.0.1'}:{port}"
+
+
 class WebServer:
-    """The endpoint's server thread."""
+    """The endpoint's server thread, which hands each connection to a thread of its own."""
 
     def __init__(self, listen: str, state: WebState):
-        host, _, port = listen.rpartition(":")
-        self.server: WSGIServer = make_server(host.strip("[]") or "127.0.0.1", int(port),
-                                              make_app(state), handler_class=_QuietHandler)
+        self.server = BoundedServer(_bind_address(listen))
+        self.server.app = make_app(state, _base(listen, self.server.server_address[1]))
         rt = state.runtime
         metrics.watch_state(lambda: (rt.store.outbox_counts(),
                                      sum(1 for f in rt.store.feeds() if f.consecutive_failures)))
@@ -172,6 +210,6 @@ class WebServer:
         log.info("http endpoint on http://%s:%s/ (healthz, metrics, feed.xml)", host, port)
 
     def stop(self) -> None:
-        """Stop serving."""
+        """Stop serving; answers being written get a moment to finish."""
         self.server.shutdown()
-        self.server.server_close()
+        self.server.close(seconds=2.0)
