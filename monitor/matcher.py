@@ -49,6 +49,17 @@ _WORDS = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]|\w+
 # Starts with a character class so the regex engine can skip ahead (a lookbehind first is 10x
 # slower); `_ends_sentence` drops the dots of one-letter abbreviations such as "U.S.".
 _SENTENCE_END = re.compile(r"[.!?…;]+(?=\s)|[。！？；]+|\n+|\s\|\s")
+# Words written with a dot that does not end a sentence (folded: lower case, ё as е).
+_ABBREVIATIONS_TEXT = (
+    "тис тыс млн млрд трлн ім им св ул обл р рр г гг стор см др пр проф акад ген ген-полк "
+    "полк подп чол жит грн руб коп км кв "
+    "mr mrs ms dr gen lt col maj capt sgt gov sen rep st no nos vs approx est inc corp ltd co "
+    "jan feb mar apr jun jul aug sep sept oct nov dec fig vol pp "
+    "nr mio mrd bzw ca prof hr fr mme mlle sr sra srta dra gral jl kol letjen mayjen brigjen "
+    "bpk")
+_ABBREVIATIONS = frozenset(_ABBREVIATIONS_TEXT.split())
+_LAST_WORD = re.compile(r"[^\W\d_]+(?:-[^\W\d_]+)?$")
+_CLAUSE_END = re.compile(r"[;；]+(?=\s)|\s\|\s")
 _HANGUL = re.compile("[\u1100-\u11ff\u3130-\u318f\ua960-\ua97f\uac00-\ud7af]")
 # Korean particles (and the noun 측, "side") that may follow a whole-word `=` alias.
 _PARTICLE = re.compile(
@@ -274,10 +285,14 @@ def compile_watchlists(config: Config) -> Watchlists:
 
 
 def _ends_sentence(text: str, index: int) -> bool:
-    """False for the dot after a lone letter ("U.S. officials", "Kim J. Un")."""
+    """False for the dot after a lone letter ("U.S. officials", "Kim J. Un") or after a
+    common abbreviation ("11 тис. військових", "Gen. Kim", "ім. Шевченка")."""
     if text[index] != "." or index == 0 or not text[index - 1].isalnum():
         return True
-    return index >= 2 and text[index - 2].isalnum()
+    if index < 2 or not text[index - 2].isalnum():
+        return False
+    word = _LAST_WORD.search(text, max(0, index - 12), index)
+    return word is None or word.group() not in _ABBREVIATIONS
 
 
 @dataclass
@@ -307,9 +322,16 @@ class _Text:
 
     def sentence_index(self, position: int) -> int:
         if self._sentences is None:
+            # A headline is one sentence however it is punctuated ("… into orbit. Moscow
+            # probably helped", "…"), but for `;` and ` | `, which join separate items.
             text = self.folded
-            self._sentences = [m.start() for m in _SENTENCE_END.finditer(text)
-                               if _ends_sentence(text, m.start())]
+            headline = 0
+            if self.field_names[:1] == ["title"]:
+                headline = self.field_starts[1] - len(_FIELD_GAP) \
+                    if len(self.field_starts) > 1 else len(text)
+            self._sentences = [m.start() for m in _CLAUSE_END.finditer(text, 0, headline)]
+            self._sentences += [m.start() for m in _SENTENCE_END.finditer(text, headline)
+                                if _ends_sentence(text, m.start())]
         return bisect.bisect_right(self._sentences, position)
 
 
@@ -435,7 +457,7 @@ def _snippet(text: _Text, hits: Sequence[Hit]) -> tuple[str, str, tuple[tuple[in
 
 def _is_list_gap(gap: str) -> bool:
     """Whether the text between two names only separates list items ("," "and" "、" "및"…)."""
-    if not gap or len(gap) > _MAX_LIST_GAP:
+    if not gap or len(gap) > _MAX_LIST_GAP or "\n" in gap:  # a list never spans fields
         return False
     folded = gap.casefold()
     # A suffix after an apostrophe (Turkish "Rusya'ya") belongs to the name before it.
