@@ -5,7 +5,11 @@ from __future__ import annotations
 import sqlite3
 import subprocess
 import sys
+import time
+from datetime import UTC, datetime, timedelta
+from email.header import decode_header, make_header
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -93,31 +97,44 @@ def test_target_down_gets_the_alert_later_even_after_the_item_left_its_feed(
         feed_server.serve(path, b'<?xml version="1.0"?><rss version="2.0"><channel>'
                                 b"<title>empty</title></channel></rss>")
     sink.failing = False
-    import time
-    time.sleep(0.3)  # past the (test-sized) retry backoff
-    assert main(["--config", str(setup), "run", "--once"]) == 0
+    deadline = time.monotonic() + 30
+    while len(sink.received) < len(EXPECTED):  # runs until the (test-sized) backoff has passed
+        assert time.monotonic() < deadline, sink.titles()
+        assert main(["--config", str(setup), "run", "--once"]) == 0
     assert sorted(sink.titles()) == sorted(set(sink.titles()))
     assert len(sink.received) == len(EXPECTED)
 
 
 def test_email_target_receives_html_alert(tmp_path: Path, feed_server: FeedServer,
                                           smtp: tuple[object, int]) -> None:
-    """A mailto:// target gets the alert as an HTML email: title in bold, matched terms marked,
-    the link clickable, and the published time in the target's time zone."""
+    """A mailto:// target gets the alert as an HTML email: the title in bold with its language,
+    the source and the published time in the target's time zone, the matched terms, the snippet
+    with the terms marked, and the link clickable."""
     mailbox, port = smtp
-    feeds = [{"url": feed_server.serve("/ru.xml", render_feed("russian.xml"))}]
+    now = datetime.now(UTC)
+    feeds = [{"url": feed_server.serve("/ru.xml", render_feed("russian.xml", now))}]
     url = f"mailto://127.0.0.1:{port}?from=monitor@example.org&to=desk@example.org&mode=insecure"
     config = write_config(tmp_path, feeds, [{"url": url, "name": "desk",
                                               "timezone": "Asia/Seoul"}])
     assert main(["--config", str(config), "run", "--once"]) == 0
     messages = mailbox.messages  # type: ignore[attr-defined]
     assert len(messages) == 1
-    assert "Лавров" in str(messages[0]["Subject"]) or "=?utf-8?" in str(messages[0]["Subject"])
-    html = [p for p in messages[0].walk() if p.get_content_type() == "text/html"]
-    assert html
-    page = html[0].get_payload(decode=True).decode()
-    assert "<b>Лавров прибыл в Пхеньян" in page
-    assert '<a href="https://' in page and "KST" in page and "[ru]" in page
+    assert (str(make_header(decode_header(messages[0]["Subject"]))), messages[0]["To"]) == (
+        "[russia-dprk] Лавров прибыл в Пхеньян для переговоров с Чвэ Сон Хи", "desk@example.org")
+    [html] = [p for p in messages[0].walk() if p.get_content_type() == "text/html"]
+    # The feed's item is dated an hour before `now`, to the second (render_feed).
+    published = (now.replace(microsecond=0) - timedelta(hours=1)).astimezone(
+        ZoneInfo("Asia/Seoul"))
+    assert html.get_payload(decode=True).decode().strip().splitlines() == [
+        "<b>Лавров прибыл в Пхеньян для переговоров с Чвэ Сон Хи</b> [ru]<br>",
+        f"Новости · {published:%Y-%m-%d %H:%M} KST<br>",
+        "Matched russia-dprk — russia_related: Лавров*; dprk_related: Пхеньян*<br>",
+        "",
+        "<blockquote><b>Лавров</b> прибыл в <b>Пхеньян</b> для переговоров с Чвэ Сон Хи"
+        "</blockquote><br>",
+        "",
+        '<a href="https://ru.example.com/politics/lavrov-pyongyang">'
+        "https://ru.example.com/politics/lavrov-pyongyang</a><br>"]
 
 
 def test_no_notify_prints_alerts_to_the_console(

@@ -179,6 +179,15 @@ def test_every_peer_feed_parses_matches_and_renders_without_error() -> None:
                     assert "<script" not in body.lower()
 
 
-def test_jsonfeed_golden_file_exists() -> None:
-    """The JSON Feed golden file is in the repo (parsed by our own code, not feedparser)."""
-    assert Path(FEEDS / "jsonfeed.json").is_file()
+def test_jsonfeed_golden_file_is_read_by_our_own_code(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The JSON Feed golden file gives exactly its expected entries with feedparser out of reach:
+    JSON Feed, which feedparser cannot read, is parsed by our own code."""
+    import feedparser
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("feedparser was handed a JSON Feed")
+
+    monkeypatch.setattr(feedparser, "parse", refuse)
+    expected = json.loads(Path(FEEDS, "jsonfeed.json.expected.json").read_text())
+    assert len(expected) == 2
+    assert _entries_as_data("jsonfeed.json") == expected

@@ -4,15 +4,19 @@ instance's work taken over. Needs MONITOR_TEST_POSTGRES_URL (set by .ci/run)."""
 from __future__ import annotations
 
 import os
+import re
 import signal
+import socket
 import subprocess
 import sys
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
@@ -22,6 +26,7 @@ SERVER_URL = os.environ.get("MONITOR_TEST_POSTGRES_URL", "")
 pytestmark = pytest.mark.skipif(not SERVER_URL, reason="MONITOR_TEST_POSTGRES_URL is not set "
                                 "(a PostgreSQL server, e.g. postgresql+psycopg://u@host/db)")
 FEEDS, STORIES = 100, 3
+T = TypeVar("T")
 
 
 @pytest.fixture
@@ -74,6 +79,39 @@ def _assert_each_story_once(sink: Sink, window: int) -> None:
     assert sum(counts.values()) - len(counts) <= window, counts.most_common(3)
 
 
+def _until(probe: Callable[[], T | None], what: str, timeout: float = 60) -> T:
+    """Poll `probe` until it returns something true, and return that; fail naming `what` after
+    `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not (found := probe()):
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+    return found
+
+
+def _owner(pid: int) -> str:
+    """How the instance of process `pid` names itself in the database (host:pid)."""
+    return f"{socket.gethostname()}:{pid}"
+
+
+def _feeds_held(pg_url: str, where: str, *params: object) -> list[str]:
+    """The owners of the unexpired feed leases matching `where` (none before the schema)."""
+    import psycopg
+
+    with psycopg.connect(pg_url.replace("postgresql+psycopg://", "postgresql://")) as db:
+        try:
+            rows = db.execute(f"SELECT lease_owner FROM feeds WHERE lease_until > %s AND {where}",
+                              (datetime.now(UTC), *params)).fetchall()
+        except psycopg.errors.UndefinedTable:
+            return []
+    return [str(owner) for owner, in rows]
+
+
+def _holding_unpolled(pg_url: str) -> str | None:
+    """An instance holding a feed it has not polled yet (a first poll under way), if any."""
+    return next(iter(_feeds_held(pg_url, "last_poll_at IS NULL")), None)
+
+
 def _monitor(config: Path, *args: str) -> subprocess.Popen[str]:
     return subprocess.Popen([sys.executable, "-m", "monitor", "--config", str(config), *args],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -98,50 +136,64 @@ def test_instances_started_together_alert_each_story_once(
 
 def test_killed_instance_work_is_finished_by_later_runs(
         tmp_path: Path, feed_server: FeedServer, sink: Sink, pg_url: str) -> None:
-    """Three `run --once`, one killed a second in; once its leases expire a later run finishes
-    its feeds: every story alerted, at most the one in flight twice."""
+    """Three `run --once`, one killed while it holds feeds it has not polled yet; once its
+    leases expire a later run finishes them: every story alerted, at most the one in flight
+    twice."""
     config = _config(tmp_path, feed_server, sink, pg_url)
-    runs = [_monitor(config, "run", "--once") for _ in range(3)]
-    time.sleep(1)
-    runs[0].send_signal(signal.SIGKILL)
-    for run in runs:
+    runs = {_owner(run.pid): run for run in [_monitor(config, "run", "--once")
+                                             for _ in range(3)]}
+    victim = _until(lambda: _holding_unpolled(pg_url), "a run taking its first feeds")
+    runs[victim].send_signal(signal.SIGKILL)
+    for run in runs.values():
         run.communicate(timeout=300)
-    time.sleep(3.5)  # the killed instance's leases expire
+    _until(lambda: victim not in _feeds_held(pg_url, "TRUE"), "the killed run's leases to end")
     later = _monitor(config, "run", "--once")
     _, err = later.communicate(timeout=300)
     assert later.returncode == 0, err
-    _assert_each_story_once(sink, window=2)
+    _assert_each_story_once(sink, window=1)
 
 
 def test_daemons_share_feeds_and_survive_losing_one(
         tmp_path: Path, feed_server: FeedServer, sink: Sink, pg_url: str) -> None:
-    """Three `monitor run` daemons, one killed a second in: the others take over its feeds and
-    alerts; every story arrives, at most the one in flight twice; status lists the instances."""
+    """Three `monitor run` daemons, one killed while it holds feeds it has not polled yet: the
+    others take over its feeds and alerts; every story arrives, at most the one in flight
+    twice, and a few polls later nothing was sent again; status lists the three instances, the
+    killed one holding no lease."""
     config = _config(tmp_path, feed_server, sink, pg_url)
     logs = [(tmp_path / f"daemon{n}.log").open("w") for n in range(3)]
     daemons = [subprocess.Popen([sys.executable, "-m", "monitor", "--config", str(config),
                                  "run"], stdout=subprocess.DEVNULL, stderr=log) for log in logs]
+    owners = {_owner(daemon.pid): daemon for daemon in daemons}
     try:
-        time.sleep(1)
-        daemons[0].send_signal(signal.SIGKILL)
-        deadline = time.monotonic() + 120
-        while len(set(sink.titles())) < FEEDS * STORIES and time.monotonic() < deadline:
-            time.sleep(0.2)
-        time.sleep(3)  # a few more polls: nothing may be sent again
+        victim = _until(lambda: _holding_unpolled(pg_url), "a daemon taking its first feeds")
+        owners[victim].send_signal(signal.SIGKILL)
+        _until(lambda: len(set(sink.titles())) == FEEDS * STORIES, "every story", timeout=120)
+        # A few more polls, in which nothing may be sent again: each feed fetched twice more.
+        polled = Counter(path for path, _ in feed_server.requests)
+        _until(lambda: all(n >= polled[path] + 2 for path, n in
+                           Counter(path for path, _ in feed_server.requests).items()),
+               "two more polls of every feed")
         status = subprocess.run([sys.executable, "-m", "monitor", "--config", str(config),
                                  "status"], capture_output=True, text=True, timeout=60,
                                 check=False)
-        assert status.stdout.count(": alive,") == 2, status.stdout
+        listed = sorted(line.split(":", 2)[1] for line in status.stdout.splitlines()
+                        if line.startswith("instance "))
+        assert listed == sorted(str(daemon.pid) for daemon in daemons), status.stdout
+        # Killed, it holds nothing any more: the others took its feeds over.
+        assert re.search(rf"instance {victim}: .* holds 0 feed leases$", status.stdout,
+                         re.MULTILINE), status.stdout
     finally:
-        for daemon in daemons[1:]:
-            daemon.send_signal(signal.SIGTERM)
+        for daemon in daemons:
+            if daemon.poll() is None:
+                daemon.send_signal(signal.SIGTERM)
         for daemon in daemons:
             daemon.wait(timeout=60)
         for log in logs:
             log.close()
-    assert [d.returncode for d in daemons[1:]] == [0, 0]
+    survivors = [d for owner, d in owners.items() if owner != victim]
+    assert [d.returncode for d in survivors] == [0, 0]
     assert not any("Traceback" in (tmp_path / f"daemon{n}.log").read_text() for n in range(3))
-    _assert_each_story_once(sink, window=2)
+    _assert_each_story_once(sink, window=1)
 
 
 def test_version_1_postgres_database_is_upgraded_in_place(pg_url: str) -> None:

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
+
+import pytest
 
 from monitor.parser import ParsedFeed, parse_feed
 from monitor.workers import ParserPool
@@ -61,14 +64,22 @@ def test_a_document_over_the_memory_cap_is_an_error_not_a_crash() -> None:
     assert good.error is None
 
 
-def test_workers_are_recycled(monkeypatch: object) -> None:
-    """After RECYCLE_AFTER parses a worker is replaced, and parsing goes on."""
+def pid_parse(body: bytes, *args: object) -> ParsedFeed:
+    """A stand-in parser that answers with the id of the process that parsed."""
+    return ParsedFeed(title=str(os.getpid()))
+
+
+def test_workers_are_recycled(monkeypatch: pytest.MonkeyPatch) -> None:
+    """After RECYCLE_AFTER parses a worker is stopped and a new process takes over, so five
+    parses with RECYCLE_AFTER = 2 run in three processes, two parses each but the last."""
     import monitor.workers
 
-    setattr(monitor.workers, "RECYCLE_AFTER", 2)  # noqa: B010 (module constant for this test)
-    try:
-        pool = ParserPool(1)
-        results = _parse_all(pool, [GOOD] * 5)
-    finally:
-        setattr(monitor.workers, "RECYCLE_AFTER", 500)  # noqa: B010
-    assert all(r.error is None and len(r.entries) == 1 for r in results)
+    monkeypatch.setattr(monitor.workers, "RECYCLE_AFTER", 2)
+    pool = ParserPool(1, parse=pid_parse)
+    pids = [int(r.title or 0) for r in _parse_all(pool, [GOOD] * 5)]
+    first, second, third = pids[0], pids[2], pids[4]
+    assert pids == [first, first, second, second, third]
+    assert len({first, second, third, os.getpid()}) == 4
+    for pid in (first, second, third):  # the retired workers and, after close(), the last
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
