@@ -270,8 +270,9 @@ def parse_feed(body: bytes, feed_url: str, feed_name: str = "",
     items = parsed.get("entries", [])[:MAX_ENTRIES]
     feed_info = parsed.get("feed", {})
     title = one_line(feed_info.get("title", "") or "")
-    if not items and parsed.get("bozo") and not parsed.get("version"):
-        reason = _describe_bozo(parsed.get("bozo_exception"))
+    if not items and not parsed.get("version"):  # no feed format recognised, nothing found
+        reason = _describe_bozo(parsed.get("bozo_exception")) if parsed.get("bozo") \
+            else "no RSS, Atom, RDF or JSON Feed document"
         looks_html = b"<html" in body[:2048].lower()
         return ParsedFeed(error=("not a feed: an HTML page" if looks_html
                                  else f"not a feed: {reason}"))

@@ -271,3 +271,14 @@ def test_an_opml_with_huge_names_and_urls_imports_what_fits(
     feeds = load_config(config).feeds
     assert [(f.url, f.name) for f in feeds[1:]] == [(feed_server.base + "/a.xml", "N" * 200)]
     assert main(["--config", str(config), "run", "--once"]) == 0
+
+
+def test_match_on_an_html_page_says_it_is_not_a_feed(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A well-formed HTML page is "not a feed" (exit 1), not "0 matches in 0 entries"."""
+    page = tmp_path / "page.html"
+    page.write_text("<html><head><title>x</title></head><body><p>hi</p></body></html>",
+                    encoding="utf-8")
+    config = write_config(tmp_path, [{"url": "https://a.example/f.xml"}], [])
+    assert main(["--config", str(config), "match", str(page)]) == 1
+    assert "not a feed: an HTML page" in capsys.readouterr().err

@@ -157,3 +157,13 @@ def test_database_and_exported_feed_list_are_private(tmp_path: Path,
     for path in (tmp_path / "monitor.db", tmp_path / "monitor.db-wal", exported):
         if path.exists():
             assert path.stat().st_mode & 0o777 == 0o600, path
+
+
+def test_a_mail_target_without_password_gets_no_token_warning(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`mailto://host:2525?from=a@b&to=c@d` holds no secret: no "chmod 600" advice."""
+    config = write_config(tmp_path, [{"url": "https://a.example/f.xml"}],
+                          [{"url": "mailto://mail.example.org:2525?from=a@b.example&to=c@d.example"}])
+    config.chmod(0o644)
+    assert main(["--config", str(config), "check"]) == 0
+    assert "readable by other users" not in capsys.readouterr().err
