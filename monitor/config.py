@@ -205,10 +205,14 @@ class NotifyConfig(_Model):
 
     @property
     def message_format(self) -> Literal["markdown", "html", "text"]:
-        """The configured format, else html for email and markdown for everything else."""
+        """The configured format, else html for email, text for the console (a terminal
+        shows markdown's escapes as they are) and markdown for everything else."""
         if self.format:
             return self.format
-        return "html" if self.url.lower().startswith(("mailto://", "mailtos://")) else "markdown"
+        scheme = self.url.lower().partition("://")[0]
+        if scheme in ("mailto", "mailtos"):
+            return "html"
+        return "text" if scheme == "console" else "markdown"
 
 
 class PollConfig(_Model):

@@ -3,7 +3,9 @@
 A feed is `failing` once its polls have failed without a success for `health.failing_after`,
 and `stale` once it has brought no new entry for both `health.stale_after` and `stale_factor`
 times its usual gap between new entries. Each change of state is logged and, when `health.tag`
-is set, queued as a notice in the outbox for the targets carrying that tag, like any alert.
+is set, queued as a notice in the outbox for the targets carrying that tag, like any alert. A
+notice quotes the feed's name and the server's reason, so it is stored as plain text (each on
+one line, bounded) and written in each target's format, escaped, when it is sent.
 A feed is never disabled: it keeps being polled (with backoff while failing).
 """
 
@@ -14,6 +16,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from monitor.config import HealthConfig
+from monitor.message import note, one_line
 from monitor.store import Draft
 from monitor.tables import FeedRow, utcnow
 
@@ -36,15 +39,18 @@ def feed_health(row: FeedRow, cadence: float | None, health: HealthConfig,
     return "ok"
 
 
-def _describe(row: FeedRow, state: str, now: datetime) -> str:
+def _describe(row: FeedRow, state: str, now: datetime) -> tuple[str, str]:
+    """What changed, and why when the server said (a failing feed's last error), each on one
+    line and bounded: the name and the reason come from outside."""
+    name = one_line(row.name, 200)
     if state == "failing" and row.failing_since:
         hours = (now - row.failing_since).total_seconds() / 3600
-        return (f"feed {row.name} has been failing for {hours:.1f} h "
-                f"({row.consecutive_failures} polls): {row.last_error}")
+        return (f"feed {name} has been failing for {hours:.1f} h "
+                f"({row.consecutive_failures} polls)", one_line(row.last_error or "", 300))
     if state == "stale" and row.last_new_entry_at:
         days = (now - row.last_new_entry_at).total_seconds() / 86400
-        return f"feed {row.name} has brought no new entry for {days:.1f} days"
-    return f"feed {row.name} is healthy again"
+        return f"feed {name} has brought no new entry for {days:.1f} days", ""
+    return f"feed {name} is healthy again", ""
 
 
 def check_health(rt: Runtime) -> int:
@@ -64,9 +70,10 @@ def check_health(rt: Runtime) -> int:
         if state == row.health:
             continue
         changed += 1
-        text = _describe(row, state, now)
+        headline, reason = _describe(row, state, now)
+        text = f"{headline}: {reason}" if reason else headline
         (log.warning if state != "ok" else log.info)("health: %s", text)
-        title = f"monitor: {text.split(':')[0]}"
-        notices = [Draft(t.id, t.label, title, text) for t in receivers]
+        title, body = note(f"monitor: {headline}", [text])
+        notices = [Draft(t.id, t.label, title, body) for t in receivers]
         rt.store.set_health(row.id, state, notices)
     return changed

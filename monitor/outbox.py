@@ -3,9 +3,12 @@
 Targets are served in parallel and each target's alerts in order. `schedule.plan` says what goes
 now — alone or folded into one digest — and what waits (quiet hours, digest times, rate limits).
 Before sending, a process claims the rows for a lease (so two processes never send the same
-alert); messages are rendered for the target then (`message`), so a story lists every source
-that reported it by that time. A failure is retried with capped exponential backoff until
-`delivery.expire_after`, when the alerts are marked expired and logged as an error.
+alert); messages are rendered for the target then (`message`), off the event loop (a user's
+template renders in a worker process), so a story lists every source that reported it by that
+time; notes and notices stored as plain text are written in the target's format then too, and a
+title goes escaped where the channel writes it into the body. A failure is retried with capped
+exponential backoff until `delivery.expire_after`, when the alerts are marked expired and logged
+as an error.
 """
 
 from __future__ import annotations
@@ -17,8 +20,16 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from monitor import metrics
-from monitor.message import AlertFields, Story, render_digest, render_sources, render_story
-from monitor.notifier import Target, send
+from monitor.message import (
+    AlertFields,
+    Story,
+    escape,
+    render_digest,
+    render_note,
+    render_sources,
+    render_story,
+)
+from monitor.notifier import Target, limits, send
 from monitor.pipeline import OWNER, Runtime, retry_at
 from monitor.schedule import DIGEST, Pending, plan
 from monitor.secrets import redact
@@ -64,17 +75,29 @@ def _stories(rt: Runtime, rows: Sequence[Delivery],
 
 
 def _compose(pairs: Sequence[tuple[Delivery, Story]], target: Target, reasons: Sequence[str],
-             later: int) -> tuple[str, str, str]:
-    """Title, body and body format of the one message carrying these rows."""
+             later: int) -> tuple[str, str]:
+    """Title (plain text) and body (in the target's format) of the one message carrying these
+    rows; a template renders in a worker process, so call this off the event loop."""
+    style = target.style
     if len(pairs) == 1 and not reasons:
         row, story = pairs[0]
         if row.kind == "sources":
-            return (*render_sources(story), "markdown")
+            return render_sources(story, style)
         if row.fields:
-            return (*render_story(story, target.style), target.style.format)
-        return row.title, row.body, "markdown"  # notices and updates are written in markdown
-    return (*render_digest([story for _, story in pairs], target.style,
-                           " and ".join(reasons) or DIGEST, later), target.style.format)
+            return render_story(story, style, target.label)
+        return render_note(row.title, row.body, style)  # notices, updates, version-1 alerts
+    return render_digest([story for _, story in pairs], style, " and ".join(reasons) or DIGEST,
+                         later)
+
+
+def _message_text(pairs: Sequence[tuple[Delivery, Story]], target: Target,
+                  reasons: Sequence[str], later: int) -> tuple[str, str, str]:
+    """The message's title (plain text, for the log), its title as sent and its body. Where
+    the channel has no title field (Telegram) Apprise writes the title into the body, in the
+    body's format: there it is escaped like the rest of the body."""
+    title, body = _compose(pairs, target, reasons, later)
+    sent = escape(title, target.style.format) if limits(target.url)[0] == 0 else title
+    return title, sent, body
 
 
 @dataclass(frozen=True)
@@ -101,8 +124,10 @@ async def _send_message(rt: Runtime, target: Target, message: _Message, now: dat
         return "dropped"
     rows = [row for row, _ in pairs]
     claimed = [row.id for row in rows if row.id is not None]
-    title, body, body_format = _compose(pairs, target, message.reasons, message.later)
-    outcome = await send(target, title, body, rt.config.delivery.timeout, body_format)
+    title, sent_title, body = await asyncio.to_thread(_message_text, pairs, target,
+                                                      message.reasons, message.later)
+    outcome = await send(target, sent_title, body, rt.config.delivery.timeout,
+                         target.style.format)
     if outcome.ok:
         single = rows[0] if len(rows) == 1 and rows[0].kind == "alert" else None
         note_at = now + target.sources_after if single and single.entry_id and \

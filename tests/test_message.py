@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from html.parser import HTMLParser
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+from apprise.conversion import markdown_to_html
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from monitor.config import ConfigError, parse_config
 from monitor.message import (
@@ -13,9 +17,11 @@ from monitor.message import (
     Story,
     Style,
     Template,
+    escape,
     fit,
     render_digest,
     render_story,
+    safe_url,
 )
 
 FIELDS = AlertFields(
@@ -28,16 +34,18 @@ SEOUL = ZoneInfo("Asia/Seoul")
 
 
 @pytest.mark.parametrize(("fmt", "expected", "absent"), [
-    ("markdown", ["**Rusia & Korea Utara <teken> perjanjian** [id]", "2026-11-27 10:30 KST",
-                  "> **Rusia** dan Korea", "Also reported by: A, B"], []),
+    ("markdown", [r"**Rusia & Korea Utara \<teken\> perjanjian** \[id\]", "2026-11-27 10:30 KST",
+                  r"> **Rusia** dan Korea Utara \<b\>menandatangani\</b\>",
+                  "<https://id.example/a?x=1&y=2>", "Also reported by: A, B"],
+     ["<teken>", "<b>"]),
     ("html", ["<b>Rusia &amp; Korea Utara &lt;teken&gt; perjanjian</b> [id]",
               "<b>Rusia</b> dan Korea Utara &lt;b&gt;menandatangani",
               '<a href="https://id.example/a?x=1&amp;y=2">'], ["<teken>"]),
     ("text", ["Rusia & Korea Utara <teken> perjanjian [id]", "“Rusia dan Korea"], ["**"]),
 ])
 def test_alert_renders_in_each_format(fmt: str, expected: list[str], absent: list[str]) -> None:
-    """Each format shows title, language code, local time, marked terms and sources; html
-    escapes every piece of feed text."""
+    """Each format shows title, language code, local time, marked terms, link and sources;
+    html and markdown escape every piece of feed text."""
     title, body = render_story(Story(FIELDS, ("A", "B"), SEOUL),
                                Style(format=fmt, zone=SEOUL))  # type: ignore[arg-type]
     assert title == "[russia-dprk] Rusia & Korea Utara <teken> perjanjian"
@@ -93,9 +101,9 @@ def test_digest_groups_stories_by_watchlist() -> None:
     assert title == "2 stories (quiet hours): russia-dprk, diplomacy"
     lines = body.splitlines()
     assert lines[0] == "**russia-dprk (1)**"
-    assert lines[1].startswith("• Rusia & Korea Utara <teken> perjanjian [id] — Harian")
+    assert lines[1].startswith(r"• Rusia & Korea Utara \<teken\> perjanjian \[id\] — Harian")
     assert lines[1].endswith("(+1: A)")
-    assert "**diplomacy (1)**" in lines and "• Lavrov in Pyongyang [en] — Wire, no date" in lines
+    assert "**diplomacy (1)**" in lines and r"• Lavrov in Pyongyang \[en\] — Wire, no date" in lines
 
 
 @pytest.mark.parametrize(("title_max", "body_max"), [(0, 4096), (250, 600), (100, 300)])
@@ -137,3 +145,58 @@ def test_digest_says_how_many_more_wait_for_the_next_one() -> None:
     assert body.endswith("…and 950 more in the next digest")
     assert "(+9: Outlet 0, Outlet 1, Outlet 2, Outlet 3, Outlet 4 and 4 more)" in body
     assert len(body) < 6000
+
+
+# Pieces of hostile feed text: markdown and HTML syntax, URLs, block markers, indents.
+PIECES = [*"\\`*_{}[]()#+-.!|<>~&=:;\"' \n\tab1/", "https://", "javascript:", "<script>",
+          "<img src=x onerror=a>", "&lt;", "&#60;", "    ", "1.", "***", "---", "===", "](",
+          "]: ", "<https://x.example>", "|---|"]
+
+
+class _Tags(HTMLParser):
+    """The start tags of an HTML page, with their attributes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tags: list[tuple[str, list[tuple[str, str | None]]]] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append((tag, attrs))
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(st.sampled_from(PIECES), max_size=30).map("".join))
+def test_markdown_escaping_leaves_any_text_literal(text: str) -> None:
+    """Whatever a feed writes, escaped for markdown it renders (as Apprise renders markdown for
+    email and Matrix) as one plain paragraph: no link, image, code, heading, list or HTML."""
+    parser = _Tags()
+    parser.feed(markdown_to_html(escape(text, "markdown")))
+    assert all(tag == "p" and not attrs for tag, attrs in parser.tags), text
+
+
+def test_markdown_escaping_keeps_ordinary_text_readable() -> None:
+    """Hyphens, dots and colons inside a line stay as they are; only what could open markup is
+    escaped, and a block marker only where it would open a line."""
+    assert escape("russia-dprk: Lavrov.txt 2026-11-27", "markdown") == \
+        "russia-dprk: Lavrov.txt 2026-11-27"
+    assert escape("1986. [a](b) - c", "markdown") == r"1986\. \[a\]\(b\) - c"
+    assert escape("- x\n# y", "markdown") == r"\- x # y"
+
+
+@pytest.mark.parametrize(("url", "shown"), [
+    ("https://news.example/a?x=1&y=2", "https://news.example/a?x=1&y=2"),
+    (" HTTP://News.example/a ", "http://News.example/a"),
+    ("https://news.example/a?r=[x](https://phish.example/)",
+     "https://news.example/a?r=%5Bx%5D%28https://phish.example/%29"),
+    ("https://news.example/a b<c>\"d", "https://news.example/a%20b%3Cc%3E%22d"),
+    ("https://news.example/\u202egnp.exe", "https://news.example/%E2%80%AEgnp.exe"),
+    ("https://[::1]:8080/a", "https://[::1]:8080/a"),
+    ("https://пример.рф/новости", "https://пример.рф/новости"),
+    ("javascript:alert(1)", None), ("data:text/html,<script>", None), ("ftp://a.example/", None),
+    ("https://a.example\\@phish.example/", None), ("https://a.exa\tmple/", None),
+    ("https:///path", None), ("", None),
+])
+def test_only_http_links_are_shown_and_as_themselves(url: str, shown: str | None) -> None:
+    """A link is shown only when http(s), with whatever could end, disguise or break out of
+    it (spaces, brackets, quotes, bidi controls) percent-encoded."""
+    assert safe_url(url) == shown
