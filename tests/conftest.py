@@ -255,3 +255,19 @@ def write_config(tmp_path: Path, feeds: list[dict[str, Any]], notify: list[dict[
     path.write_text(yaml.safe_dump(config, allow_unicode=True, sort_keys=False), encoding="utf-8")
     path.chmod(0o600)  # as a config holding tokens should be
     return path
+
+
+class TelegramApi:
+    """Stands in for api.telegram.org (the one part that cannot run here; patch it over
+    `apprise.plugins.telegram.requests.post`): records the text of each sendMessage and answers
+    as Telegram does."""
+
+    def __init__(self) -> None:
+        self.texts: list[str] = []
+
+    def post(self, url: str, data: Any = None, **_: Any) -> Any:
+        from types import SimpleNamespace
+
+        if url.endswith("/sendMessage"):
+            self.texts.append(json.loads(data)["text"])
+        return SimpleNamespace(status_code=200, content=b'{"ok": true, "result": {}}')

@@ -27,7 +27,7 @@ from monitor.outbox import deliver_due
 from monitor.pipeline import build_runtime, open_config, poll_all
 from monitor.schedule import Policy, next_digest
 from monitor.store import Store
-from tests.conftest import FeedServer, Mailbox, Sink, write_config
+from tests.conftest import FeedServer, Mailbox, Sink, TelegramApi, write_config
 
 # A markdown link disguised as a prompt, a script, an image with a handler, javascript: links.
 HOSTILE = ('[Click to verify](https://phish.example/login) <script>alert(1)</script> '
@@ -229,29 +229,13 @@ def test_hostile_health_notice_is_inert_in_chat_and_in_email(
     assert "HTTP 500" in notice["message"]
 
 
-class _TelegramApi:
-    """Stands in for api.telegram.org (the one part that cannot run here): records the text
-    of each sendMessage."""
-
-    def __init__(self) -> None:
-        self.texts: list[str] = []
-
-    def post(self, url: str, data: Any = None, **_: Any) -> Any:
-        import json
-        from types import SimpleNamespace
-
-        if url.endswith("/sendMessage"):
-            self.texts.append(json.loads(data)["text"])
-        return SimpleNamespace(status_code=200, content=b'{"ok": true, "result": {}}')
-
-
 def test_hostile_headline_is_no_link_in_telegram(
         tmp_path: Path, feed_server: FeedServer, monkeypatch: pytest.MonkeyPatch) -> None:
     """Through Apprise's real Telegram plugin (which has no title field: the title goes into
     the body), a headline and its "Updated:" note carry the disguised link as text."""
     from apprise.plugins import telegram
 
-    api = _TelegramApi()
+    api = TelegramApi()
     monkeypatch.setattr(telegram.requests, "post", api.post)
     url = feed_server.serve("/f.xml", _rss("Wire", [("a", "Defence pact signed", f"{OWN}a")]))
     config = write_config(tmp_path, [{"url": url}], [{"url": TELEGRAM, "updates": True}],

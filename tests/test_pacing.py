@@ -20,7 +20,7 @@ from monitor.pipeline import build_runtime, open_config, poll_all
 from monitor.schedule import Policy, next_digest
 from monitor.store import Store
 from monitor.tables import SCHEMA_VERSION
-from tests.conftest import FeedServer, Mailbox, Sink, write_config
+from tests.conftest import FeedServer, Mailbox, Sink, TelegramApi, write_config
 
 WATCHLISTS = [
     {"name": "pact", "priority": "high", "entities": {"pact": ["defence pact"]},
@@ -263,29 +263,13 @@ def _sql_now() -> str:
     return datetime.now(UTC).replace(tzinfo=None).isoformat(sep=" ")
 
 
-class _TelegramApi:
-    """Stands in for api.telegram.org (the one part that cannot run here): records each
-    sendMessage payload and answers as Telegram does."""
-
-    def __init__(self) -> None:
-        self.texts: list[str] = []
-
-    def post(self, url: str, data: Any = None, **_: Any) -> Any:
-        import json
-        from types import SimpleNamespace
-
-        if url.endswith("/sendMessage"):
-            self.texts.append(json.loads(data)["text"])
-        return SimpleNamespace(status_code=200, content=b'{"ok": true, "result": {}}')
-
-
 def test_long_digest_to_telegram_arrives_in_parts_within_its_limit(
         tmp_path: Path, feed_server: FeedServer, monkeypatch: pytest.MonkeyPatch) -> None:
     """Through Apprise's real Telegram plugin (its HTTP API stubbed), a digest longer than
     4,096 characters arrives as numbered messages of at most 4,096, with every story."""
     from apprise.plugins import telegram
 
-    api = _TelegramApi()
+    api = TelegramApi()
     monkeypatch.setattr(telegram.requests, "post", api.post)
     titles = [f"{TRADE[n % len(TRADE)]} — part {n} of a long series on the border economy"
               for n in range(60)]
