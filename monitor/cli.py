@@ -43,7 +43,7 @@ from monitor.feedlist import (
 )
 from monitor.fetcher import Fetcher
 from monitor.health import check_health
-from monitor.logs import setup_logging
+from monitor.logs import printable, setup_logging
 from monitor.matcher import compile_watchlists, match_entry
 from monitor.models import FetchStatus
 from monitor.notifier import send, targets
@@ -51,6 +51,7 @@ from monitor.outbox import deliver_due
 from monitor.parser import parse_feed
 from monitor.pipeline import build_runtime, open_config, poll_all
 from monitor.report import describe_match, match_record
+from monitor.secrets import redact
 from monitor.status import (
     describe_pace,
     find_history,
@@ -171,7 +172,7 @@ async def _run(config: Config, path: Path, once: bool) -> int:
              delivered.retrying, delivered.expired)
     broken = next((r for r in reports if r.status == "database error"), None)
     if broken:
-        print(f"monitor: database error: {broken.error}", file=sys.stderr)
+        print(f"monitor: database error: {redact(broken.error or '')}", file=sys.stderr)
         return EXIT_DATABASE
     return 0
 
@@ -260,7 +261,8 @@ def _backtest(config: Config, start: datetime, only: str | None, as_json: bool) 
                 print(json.dumps({"change": "lost", "watchlist": name, "title": entry.title,
                                   "link": entry.link}, ensure_ascii=False))
             else:
-                print(f"- no longer matches [{name}] {entry.title}\n  {entry.link or ''}\n")
+                print(printable(f"- no longer matches [{name}] {entry.title}") + "\n"
+                      + printable(f"  {entry.link or ''}") + "\n")
     if not as_json:
         print(f"{len(stored)} entries seen since {start:%Y-%m-%d %H:%M} UTC: "
               f"{counts['new'] + counts['kept']} match now ({counts['new']} new), "

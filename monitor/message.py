@@ -136,9 +136,13 @@ _URL_UNSAFE = frozenset("<>\"'`\\[](){}|^")
 
 
 def escape(text: str, fmt: Format) -> str:
-    """`text` from a feed or a server, as literal text in `fmt` (text: as it is)."""
+    """`text` from a feed or a server, as literal text in `fmt` (in markdown and text, an @
+    can no longer mention anyone)."""
     if fmt == "html":
         return html.escape(text, quote=True)
+    # Chat services ping on @everyone, @here, @room, <@id>: a zero-width space after each @
+    # leaves the text as it reads and pings no one.
+    text = text.replace("@", "@\u200b")
     if fmt == "markdown":  # one space for each run of white space: no line break, no indent
         text = _MARKDOWN_INLINE.sub(r"\\\1", _WHITE.sub(" ", text))
         return _MARKDOWN_LEADING.sub(_escape_marker, text)

@@ -80,6 +80,20 @@ def limits(url: str) -> tuple[int, int]:
     return int(getattr(plugin, "title_maxlen", 250)), int(getattr(plugin, "body_maxlen", 32768))
 
 
+# Chat services whose Apprise plugin writes the title into the message text, where it is read
+# as markup, although some report a title limit (Discord puts it in `content`).
+_TITLE_IN_BODY = frozenset(("tgram", "discord", "slack", "matrix", "matrixs", "mmost",
+                            "mmosts", "rocket", "rockets", "zulip", "msteams", "ntfy", "ntfys",
+                            "signal", "signals", "whatsapp", "revolt", "guilded"))
+
+
+def title_in_body(url: str) -> bool:
+    """Whether the service behind `url` shows the title inside the message, as markup: its
+    title must be escaped like the body."""
+    scheme = url.partition("://")[0].lower()
+    return scheme in _TITLE_IN_BODY or limits(url)[0] == 0
+
+
 def _target(number: int, notify: NotifyConfig) -> Target:
     zone = ZoneInfo(notify.timezone)
     policy = Policy(mode=notify.mode, digest_every=timedelta(seconds=notify.digest_every),

@@ -29,7 +29,7 @@ from monitor.message import (
     render_sources,
     render_story,
 )
-from monitor.notifier import Target, limits, send
+from monitor.notifier import Target, send, title_in_body
 from monitor.pipeline import OWNER, Runtime, retry_at
 from monitor.schedule import DIGEST, Pending, plan
 from monitor.secrets import redact
@@ -92,11 +92,10 @@ def _compose(pairs: Sequence[tuple[Delivery, Story]], target: Target, reasons: S
 
 def _message_text(pairs: Sequence[tuple[Delivery, Story]], target: Target,
                   reasons: Sequence[str], later: int) -> tuple[str, str, str]:
-    """The message's title (plain text, for the log), its title as sent and its body. Where
-    the channel has no title field (Telegram) Apprise writes the title into the body, in the
-    body's format: there it is escaped like the rest of the body."""
+    """The message's title (plain text, for the log), its title as sent (escaped like the
+    body where the channel writes the title into the message) and its body."""
     title, body = _compose(pairs, target, reasons, later)
-    sent = escape(title, target.style.format) if limits(target.url)[0] == 0 else title
+    sent = escape(title, target.style.format) if title_in_body(target.url) else title
     return title, sent, body
 
 

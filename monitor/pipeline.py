@@ -21,6 +21,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from monitor import __version__, metrics
 from monitor.coalescer import Coalescer
@@ -94,7 +95,10 @@ def open_config(path: Path | str) -> Config:
     config = load_config(path)
     secrets = [s for n in config.notify for s in secrets_of(n.url)]
     secrets += [s for f in config.feeds for s in secrets_of(f.url, guess=False)]
-    password = make_url(config.database).password if "@" in config.database else None
+    try:
+        password = make_url(config.database).password if "@" in config.database else None
+    except (ArgumentError, ValueError):  # the store says what is wrong with the URL
+        password = None
     if password:
         secrets.append(str(password))
     register_secrets(secrets)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from monitor.logs import printable
 from monitor.models import Entry, Match
 
 
@@ -22,5 +23,7 @@ def describe_match(entry: Entry, match: Match, mark: str = "") -> str:
     """One match as a few readable lines: title, link, terms per entity, highlighted snippet."""
     found = "; ".join(f"{entity}: {', '.join(aliases)}"
                       for entity, aliases in match.terms_by_entity().items())
-    return (f"{mark}[{match.watchlist}] {entry.title}\n  {entry.link or '(no link)'}\n"
-            f"  matched {found}\n  {match.highlighted_snippet()}\n")
+    lines = (f"{mark}[{match.watchlist}] {entry.title}", f"  {entry.link or '(no link)'}",
+             f"  matched {found}", f"  {match.highlighted_snippet()}")
+    # For a terminal: feed text with its controls and bidi overrides shown, one line each.
+    return "\n".join(printable(line) for line in lines) + "\n"

@@ -15,12 +15,13 @@ from collections.abc import Iterable
 from urllib.parse import parse_qsl, quote, quote_plus, unquote, urlsplit, urlunsplit
 
 MASK = "***"
-# Query parameters whose values are credentials, whatever their length: `token`, `api_key`,
-# `access_token`, `X-Api-Key`, `client_secret`, `sig`, `password`…
-_CREDENTIAL_NAME = re.compile(
-    r"(?:^|[_\-.])(?:token|key|apikey|secret|pass|passwd|password|pwd|auth|authorization|sig|"
-    r"signature|session|sessionid|sid|credential|credentials|jwt|bearer)s?(?:$|[_\-.])",
-    re.IGNORECASE)
+# Query parameters whose values are credentials, whatever their length, by their name folded to
+# letters and digits: `token`, `api_key`, `accessToken`, `X-Api-Key`, `passkey`, `client_secret`…
+_CREDENTIAL_PARTS = ("token", "secret", "passw", "passkey", "apikey", "authkey", "accesskey",
+                     "privatekey", "sessionid", "signature", "credential", "bearer", "jwt")
+_CREDENTIAL_NAMES = frozenset(("key", "sig", "pass", "pwd", "sid", "session", "auth",
+                               "authorization", "hash"))
+_CREDENTIAL_ENDS = ("key", "pass", "pwd", "sig", "auth")
 _HOSTLIKE = re.compile(r"^([a-z0-9-]+\.)+[a-z]{2,}$|^\d{1,3}(\.\d{1,3}){3}$|^localhost$", re.I)
 # Registered secrets are replaced anywhere in a line, so a very short one would garble logs.
 _SHORTEST = 3
@@ -30,7 +31,11 @@ _secrets: list[str] = []  # longest first, so a secret inside another is masked 
 def _is_credential(name: str) -> bool:
     """Whether a query parameter (or an Apprise `+Header`) carries a credential."""
     name = unquote(name)
-    return name.startswith("+") or bool(_CREDENTIAL_NAME.search(name.lstrip("+-:")))
+    if name.startswith("+"):
+        return True
+    folded = re.sub(r"[^a-z0-9]", "", name.lower())
+    return folded in _CREDENTIAL_NAMES or folded.endswith(_CREDENTIAL_ENDS) \
+        or any(part in folded for part in _CREDENTIAL_PARTS)
 
 
 def mask_url(url: str) -> str:

@@ -43,6 +43,7 @@ from monitor import clustering
 from monitor.config import FeedConfig
 from monitor.dedupe import entry_key, story_keys
 from monitor.models import Entry, FetchResult, FetchStatus, Match
+from monitor.secrets import mask_url
 from monitor.tables import (
     SCHEMA_VERSION,
     Delivery,
@@ -192,6 +193,11 @@ def _migrate(connection: Connection) -> None:
             if name not in have:
                 column = CreateColumn(table.c[name]).compile(dialect=connection.dialect)
                 connection.execute(text(f"ALTER TABLE {table.name} ADD COLUMN {column}"))
+    if int(version) < 3:  # names were feed URLs with their credentials: mask them
+        named = connection.execute(text("SELECT id, name FROM feeds WHERE name LIKE '%://%'"))
+        for feed_id, name in named.all():
+            connection.execute(text("UPDATE feeds SET name = :n WHERE id = :i"),
+                               {"n": mask_url(name), "i": feed_id})
     connection.execute(text("UPDATE meta SET value = :v WHERE key = 'schema_version'"),
                        {"v": str(SCHEMA_VERSION)})
 
@@ -217,7 +223,7 @@ def _safe_url(url: str) -> str:
     """The database URL without its password."""
     try:
         return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
+    except (ArgumentError, ValueError):
         return url.rsplit("@", maxsplit=1)[-1]
 
 

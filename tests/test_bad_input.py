@@ -119,6 +119,8 @@ def _xml_round_trip(entries: list[Entry]) -> None:
     b"<description>&lt;p&gt;x&amp;#65535;y&lt;/p&gt;</description></item></channel></rss>",
     b'<feed xmlns="http://www.w3.org/2005/Atom"><title>t</title><entry><title>&#xDFFF;a'
     b"&#x10FFFF;b&#x1FFFE;</title><id>i</id></entry></feed>",
+    b'<feed xmlns="http://www.w3.org/2005/Atom"><title>t</title><entry><title>A '
+    b"&#x000000000DFFF; &#0000000000055296; b</title><id>i</id></entry></feed>",
 ])
 def test_characters_xml_forbids_are_dropped_at_parse_time(document: bytes) -> None:
     """Controls, lone surrogates and noncharacters from JSON Feed or `&#65535;` never leave the
@@ -282,3 +284,17 @@ def test_match_on_an_html_page_says_it_is_not_a_feed(
     config = write_config(tmp_path, [{"url": "https://a.example/f.xml"}], [])
     assert main(["--config", str(config), "match", str(page)]) == 1
     assert "not a feed: an HTML page" in capsys.readouterr().err
+
+
+def test_match_prints_bidi_overrides_in_titles_as_escapes(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`match` shows a right-to-left override in a headline as `\\u202e`, so a title cannot
+    reorder what the terminal shows."""
+    feed = tmp_path / "f.xml"
+    feed.write_text(f"<rss version='2.0'><channel><title>t</title><item><title>{STORY} "
+                    "\u202egnp.exe</title></item></channel></rss>", encoding="utf-8")
+    config = write_config(tmp_path, [{"url": "https://a.example/f.xml"}], [])
+    assert main(["--config", str(config), "match", str(feed)]) == 0
+    out = capsys.readouterr().out
+    assert "\u202e" not in out
+    assert "\\u202egnp.exe" in out

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import html
+import json
 import logging
 import re
 import threading
@@ -117,8 +118,12 @@ def _html(message: Message) -> str:
 def _assert_inert(sink: Sink, mailbox: Mailbox, kind: Callable[[str], bool]) -> None:
     """Each message of a kind (by title) reached the chat and both emails; none has a live
     link or tag, and the hostile text is there, as text."""
-    chats = [m["message"] for m in sink.received if kind(m["title"])]
-    mails = {str(m["To"]): _html(m) for m in mailbox.messages if kind(str(m["Subject"]))}
+    def plain(title: str) -> str:  # markdown targets get their titles escaped too
+        return re.sub(r"\\(.)", r"\1", title)
+
+    chats = [m["message"] for m in sink.received if kind(plain(m["title"]))]
+    mails = {str(m["To"]): _html(m) for m in mailbox.messages
+             if kind(plain(str(m["Subject"])))}
     assert chats and sorted(mails) == ["html@example.org", "md@example.org"], (
         sink.titles(), [m["Subject"] for m in mailbox.messages])
     for body in chats:
@@ -389,3 +394,31 @@ def test_event_loop_keeps_running_while_a_template_renders(
     sent, ticks = _within(60, lambda: asyncio.run(go()))
     assert sent == 2
     assert ticks >= 20, ticks  # a 2 s deadline at 10 ms a tick leaves room for ~200
+
+
+def test_hostile_headline_is_inert_in_discord(
+        tmp_path: Path, feed_server: FeedServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Through Apprise's real Discord plugin (its HTTP API stubbed), which writes the title
+    into the message as markdown: the headline's disguised link, spoiler and @everyone arrive
+    as text and ping no one."""
+    from types import SimpleNamespace
+
+    from apprise.plugins import discord
+
+    sent: list[str] = []
+
+    def post(url: str, data: Any = None, **_: Any) -> Any:
+        sent.append(json.loads(data)["content"])
+        return SimpleNamespace(status_code=204, content=b"", headers={})
+
+    monkeypatch.setattr(discord.requests, "post", post)
+    headline = "Defence pact signed @everyone [Official](https://phish.example/x) ||spoiler||"
+    url = feed_server.serve("/f.xml", _rss("Wire", [("a", headline, f"{OWN}a")]))
+    config = write_config(tmp_path, [{"url": url}], [{"url": "discord://1234/abcdefgh"}],
+                          watchlists=WATCHLISTS)
+    assert main(["--config", str(config), "run", "--once"]) == 0
+    assert sent, "nothing reached Discord"
+    text = "\n".join(sent)
+    assert "@everyone" not in text and "@\u200beveryone" in text
+    assert "[Official](https" not in text and "\\[Official\\]\\(https" in text
+    assert "||spoiler||" not in text

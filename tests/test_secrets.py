@@ -104,6 +104,8 @@ def test_added_feed_title_never_reads_the_environment(
      "&X-Api-Key=***&client_secret=***&sig=***"),
     ("json://host/p?+Authorization=Bearer%20x&-q=1", "json://host/p?+Authorization=***&-q=1"),
     ("https://news.example/rss?q=Korea&hl=en", "https://news.example/rss?q=Korea&hl=en"),
+    ("https://t.example/rss?passkey=PK1&accessToken=AT2&apiToken=x&authkey=y&author=bob",
+     "https://t.example/rss?passkey=***&accessToken=***&apiToken=***&authkey=***&author=bob"),
 ])
 def test_mask_url_hides_credentials_and_keeps_the_rest(url: str, shown: str) -> None:
     """Userinfo and credential-like query values are masked whatever their length."""

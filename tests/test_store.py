@@ -141,3 +141,25 @@ def test_nothing_new_polls_recorded_together_keep_or_update_validators(
     assert all(r.consecutive_failures == 0 and r.last_error is None for r in rows.values())
     assert kept.lease_until is not None and abs((kept.lease_until - until).total_seconds()) < 1
     assert other.lease_owner == "other:2" and other.lease_until != until
+
+
+def test_version_2_database_gains_outlets_and_loses_credentials_in_names(
+        tmp_path: Path) -> None:
+    """Upgrading a v2 database adds `feeds.outlet` and masks the credentials in the feed
+    names older versions wrote (a feed's URL was its name), also of feeds no longer
+    configured."""
+    url = "https://reader:pw-S3cret@a.example/f?passkey=PK-S3cret"
+    Store(f"sqlite:///{tmp_path / 'm.db'}").close()
+    with sqlite3.connect(tmp_path / "m.db") as db:
+        db.execute("alter table feeds drop column outlet")
+        db.execute("update meta set value = '2' where key = 'schema_version'")
+        db.execute("insert into feeds (url, name, entries_seen, consecutive_failures, health)"
+                   " values (?, ?, 0, 0, 'ok')", (url, url))
+    store = Store(f"sqlite:///{tmp_path / 'm.db'}")
+    try:
+        assert store.schema_version() == SCHEMA_VERSION
+        [row] = store.feeds()
+    finally:
+        store.close()
+    assert row.name == "https://***@a.example/f?passkey=***"
+    assert row.outlet is None
