@@ -271,3 +271,22 @@ class TelegramApi:
         if url.endswith("/sendMessage"):
             self.texts.append(json.loads(data)["text"])
         return SimpleNamespace(status_code=200, content=b'{"ok": true, "result": {}}')
+
+
+def run_cycle(config: Path, *moments: datetime) -> list[int]:
+    """Poll once, then run the outbox at each moment (the clock moved by hand); the messages
+    sent at each."""
+    import asyncio
+
+    from monitor.outbox import deliver_due
+    from monitor.pipeline import build_runtime, open_config, poll_all
+    from monitor.store import Store
+
+    async def go() -> list[int]:
+        rt = build_runtime(open_config(config), Store(open_config(config).database))
+        try:
+            await poll_all(rt)
+            return [(await deliver_due(rt, now=moment)).sent for moment in moments]
+        finally:
+            await rt.close()
+    return asyncio.run(go())

@@ -28,7 +28,7 @@ from monitor.outbox import deliver_due
 from monitor.pipeline import build_runtime, open_config, poll_all
 from monitor.schedule import Policy, next_digest
 from monitor.store import Store
-from tests.conftest import FeedServer, Mailbox, Sink, TelegramApi, write_config
+from tests.conftest import FeedServer, Mailbox, Sink, TelegramApi, run_cycle, write_config
 
 # A markdown link disguised as a prompt, a script, an image with a handler, javascript: links.
 HOSTILE = ('[Click to verify](https://phish.example/login) <script>alert(1)</script> '
@@ -66,18 +66,6 @@ def _targets(sink: Sink, port: int, **pace: Any) -> list[dict[str, Any]]:
     """A chat target (markdown, json://), an html email and a markdown email, alike in pace."""
     return [{"url": sink.url, **pace}, {"url": _mail(port, "html@example.org"), **pace},
             {"url": _mail(port, "md@example.org"), "format": "markdown", **pace}]
-
-
-def _cycle(config: Path, *moments: datetime) -> list[int]:
-    """Poll once, then run the outbox at each moment; messages sent at each."""
-    async def go() -> list[int]:
-        rt = build_runtime(open_config(config), Store(open_config(config).database))
-        try:
-            await poll_all(rt)
-            return [(await deliver_due(rt, now=moment)).sent for moment in moments]
-        finally:
-            await rt.close()
-    return asyncio.run(go())
 
 
 class _Tags(HTMLParser):
@@ -164,7 +152,7 @@ def test_hostile_digest_is_inert_in_chat_and_in_email(
     config = write_config(tmp_path, [{"url": url}], _targets(sink, port, mode="digest"),
                           watchlists=WATCHLISTS)
     now = datetime.now(UTC)
-    assert _cycle(config, now, next_digest(Policy(), now)) == [0, 3]
+    assert run_cycle(config, now, next_digest(Policy(), now)) == [0, 3]
     _assert_inert(sink, mailbox, lambda title: title.startswith("1 story (digest)"))
 
 
@@ -179,10 +167,10 @@ def test_hostile_updated_note_is_inert_in_chat_and_in_email(
     config = write_config(tmp_path, [{"url": url}], _targets(sink, port, updates=True),
                           watchlists=WATCHLISTS)
     now = datetime.now(UTC) + timedelta(seconds=30)
-    assert _cycle(config, now) == [3]
+    assert run_cycle(config, now) == [3]
     feed_server.serve("/f.xml", _rss(f"Wire {HOSTILE}", [
         ("a", f"Defence pact signed {HOSTILE}", f"{OWN}a")]))
-    assert _cycle(config, now) == [3]
+    assert run_cycle(config, now) == [3]
     _assert_inert(sink, mailbox, lambda title: title.startswith("Updated:"))
     note = next(m for m in mailbox.messages if str(m["Subject"]).startswith("Updated:")
                 and m["To"] == "html@example.org")
@@ -201,13 +189,13 @@ def test_hostile_sources_note_is_inert_in_chat_and_in_email(
         ("a", "Defence pact signed", html.escape(link))]))}]
     config = write_config(tmp_path, feeds, _targets(sink, port, **pace), watchlists=WATCHLISTS)
     now = datetime.now(UTC) + timedelta(seconds=30)
-    assert _cycle(config, now) == [3]
+    assert run_cycle(config, now) == [3]
     for n in range(2):
         body = _rss(f"Outlet {n} {HOSTILE}", [(f"o{n}", "Defence pact signed",
                                                html.escape(f"{link}&utm_source=o{n}"))])
         feeds.append({"url": feed_server.serve(f"/o{n}.xml", body), "name": f"O{n} {HOSTILE}"})
     config = write_config(tmp_path, feeds, _targets(sink, port, **pace), watchlists=WATCHLISTS)
-    assert _cycle(config, now + timedelta(minutes=10), now + timedelta(minutes=31)) == [0, 3]
+    assert run_cycle(config, now + timedelta(minutes=10), now + timedelta(minutes=31)) == [0, 3]
     _assert_inert(sink, mailbox, lambda title: title.startswith("Also reported:"))
 
 
@@ -246,9 +234,9 @@ def test_hostile_headline_is_no_link_in_telegram(
     config = write_config(tmp_path, [{"url": url}], [{"url": TELEGRAM, "updates": True}],
                           watchlists=WATCHLISTS)
     now = datetime.now(UTC) + timedelta(seconds=30)
-    assert _cycle(config, now) == [1]
+    assert run_cycle(config, now) == [1]
     feed_server.serve("/f.xml", _rss("Wire", [("a", f"Defence pact {HOSTILE}", f"{OWN}a")]))
-    assert _cycle(config, now) == [1]
+    assert run_cycle(config, now) == [1]
     assert len(api.texts) == 2
     for text in api.texts:
         assert _telegram_links(text) == [], text
@@ -356,7 +344,7 @@ def test_template_overrunning_on_a_real_story_falls_back_to_the_default_layout(
     config = _overrunning_setup(tmp_path, feed_server, sink)
     now = datetime.now(UTC) + timedelta(seconds=30)
     with caplog.at_level(logging.ERROR, logger="monitor"):
-        assert _within(60, lambda: _cycle(config, now)) == [2]
+        assert _within(60, lambda: run_cycle(config, now)) == [2]
     bodies = {m["title"]: m["message"] for m in sink.received}
     assert bodies["[pact] Defence pact text published"] == "T: Defence pact text published"
     fallback = bodies["[pact] Defence pact troops reach Kursk"]

@@ -4,7 +4,6 @@ parts, email digests in HTML, "updated" notes and the v1 → v2 database upgrade
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -15,12 +14,11 @@ from typing import Any
 import pytest
 
 from monitor.cli import main
-from monitor.outbox import deliver_due
-from monitor.pipeline import build_runtime, open_config, poll_all
+from monitor.pipeline import open_config
 from monitor.schedule import Policy, next_digest
 from monitor.store import Store
 from monitor.tables import SCHEMA_VERSION
-from tests.conftest import FeedServer, Mailbox, Sink, TelegramApi, write_config
+from tests.conftest import FeedServer, Mailbox, Sink, TelegramApi, run_cycle, write_config
 
 WATCHLISTS = [
     {"name": "pact", "priority": "high", "entities": {"pact": ["defence pact"]},
@@ -54,18 +52,6 @@ def _setup(tmp_path: Path, server: FeedServer, items: Sequence[tuple[str, str]],
                         watchlists=WATCHLISTS, delivery={"retry_base": "1s"})
 
 
-def _cycle(config: Path, *moments: datetime) -> list[int]:
-    """Poll once, then run the outbox at each moment; messages sent at each."""
-    async def go() -> list[int]:
-        rt = build_runtime(open_config(config), Store(open_config(config).database))
-        try:
-            await poll_all(rt)
-            return [(await deliver_due(rt, now=moment)).sent for moment in moments]
-        finally:
-            await rt.close()
-    return asyncio.run(go())
-
-
 def _statuses(tmp_path: Path) -> list[str]:
     with sqlite3.connect(tmp_path / "monitor.db") as db:
         return [status for (status,) in db.execute("select status from outbox order by id")]
@@ -80,7 +66,7 @@ def test_digest_mode_sends_one_message_per_period(tmp_path: Path, feed_server: F
                     [{"url": sink.url, "mode": "digest", "digest_every": "1h"}])
     now = datetime.now(UTC)
     slot = next_digest(Policy(digest_every=timedelta(hours=1)), now)
-    assert _cycle(config, now, slot - timedelta(seconds=1), slot, slot) == [0, 0, 3, 0]
+    assert run_cycle(config, now, slot - timedelta(seconds=1), slot, slot) == [0, 0, 3, 0]
     [digest] = sink.received
     assert digest["title"] == "3 stories (digest): trade"
     for title in TRADE[:3]:
@@ -100,12 +86,12 @@ def test_quiet_hours_hold_alerts_but_let_urgent_ones_through(
     config = _setup(tmp_path, feed_server, items,
                     [{"url": sink.url, "quiet_hours": quiet, "timezone": "UTC"}])
     soon = datetime.now(UTC) + timedelta(seconds=30)  # after the poll has queued the alerts
-    assert _cycle(config, soon) == [1]
+    assert run_cycle(config, soon) == [1]
     assert main(["--config", str(config), "status"]) == 0
     shown = " ".join(capsys.readouterr().out.split())
     assert f"quiet {quiet} UTC (high priority goes through); 2 waiting, 2 held until " \
         f"{end:%Y-%m-%d %H:%M} UTC" in shown
-    assert _cycle(config, now + timedelta(hours=1), end - timedelta(minutes=1), end) == [0, 0, 2]
+    assert run_cycle(config, now + timedelta(hours=1), end - timedelta(minutes=1), end) == [0, 0, 2]
     assert PACT in sink.received[0]["title"]
     held = sink.received[1]
     assert held["title"] == "2 stories (quiet hours): trade"
@@ -119,12 +105,12 @@ def test_rate_limit_folds_overflow_into_a_digest_and_drops_nothing(
     items = [(f"t{n}", title) for n, title in enumerate(TRADE[:5])]
     config = _setup(tmp_path, feed_server, items, [{"url": sink.url, "rate_limit": "2/h"}])
     now = datetime.now(UTC) + timedelta(seconds=30)  # after the poll has queued the alerts
-    assert _cycle(config, now) == [5]
+    assert run_cycle(config, now) == [5]
     assert len(sink.received) == 2
     assert sink.received[1]["title"] == "4 stories (rate limit): trade"
     more = items + [(f"t{n}", TRADE[n]) for n in (5, 6)]
     feed_server.serve("/desk.xml", _rss(more))
-    assert _cycle(config, now + timedelta(minutes=10), now + timedelta(minutes=59),
+    assert run_cycle(config, now + timedelta(minutes=10), now + timedelta(minutes=59),
                   now + timedelta(minutes=61)) == [0, 0, 2]
     assert sink.received[2]["title"] == "2 stories (rate limit): trade"
     assert _statuses(tmp_path) == ["SENT"] * 7
@@ -153,7 +139,7 @@ def test_long_digest_is_split_into_parts_the_channel_takes(
                     [{"url": sink.url, "mode": "digest", "max_length": 400}])
     now = datetime.now(UTC)
     slot = next_digest(Policy(), now)
-    assert _cycle(config, now, slot) == [0, 7]
+    assert run_cycle(config, now, slot) == [0, 7]
     assert len(sink.received) > 1
     for number, part in enumerate(sink.received, 1):
         assert part["title"].endswith(f"({number}/{len(sink.received)})")
@@ -170,7 +156,7 @@ def test_email_digest_is_html(tmp_path: Path, feed_server: FeedServer,
     items = [("p", PACT), ("t0", TRADE[0])]
     config = _setup(tmp_path, feed_server, items, [{"url": url, "mode": "digest"}])
     now = datetime.now(UTC)
-    assert _cycle(config, now, next_digest(Policy(), now)) == [0, 2]
+    assert run_cycle(config, now, next_digest(Policy(), now)) == [0, 2]
     [message] = mailbox.messages
     page = _html(message)
     assert "<b>pact (1)</b>" in page and "<b>trade (1)</b>" in page
@@ -193,11 +179,11 @@ def test_retitled_entry_gives_one_updated_note_and_never_a_second_alert(
         config = _setup(tmp_path, feed_server, [("t0", TRADE[0])],
                         [{"url": sink.url, "updates": True}, {"url": quiet_sink.url}])
         now = datetime.now(UTC) + timedelta(seconds=30)
-        assert _cycle(config, now) == [2]
+        assert run_cycle(config, now) == [2]
         feed_server.serve("/desk.xml", _rss([("t0", TRADE[0] + ", officials say")]))
-        assert _cycle(config, now) == [1]
+        assert run_cycle(config, now) == [1]
         feed_server.serve("/desk.xml", _rss([("t0", "Fisheries quotas set (corrected)")]))
-        assert _cycle(config, now) == [0]
+        assert run_cycle(config, now) == [0]
         assert len(sink.received) == 2 and len(quiet_sink.received) == 1
         note = sink.received[1]
         assert note["title"].startswith("Updated: ")
@@ -213,7 +199,7 @@ def test_sources_note_names_the_outlets_that_reported_the_story_after_its_alert(
     config = _setup(tmp_path, feed_server, [("t0", TRADE[0]), ("t1", TRADE[1])],
                     [{"url": sink.url, "sources_after": "30m"}])
     now = datetime.now(UTC) + timedelta(seconds=30)
-    assert _cycle(config, now) == [2]
+    assert run_cycle(config, now) == [2]
     feeds = [{"url": feed_server.serve("/desk.xml", _rss([("t0", TRADE[0]), ("t1", TRADE[1])])),
               "name": "Desk"}]
     for outlet in ("Wire", "Daily", "Herald"):
@@ -222,7 +208,7 @@ def test_sources_note_names_the_outlets_that_reported_the_story_after_its_alert(
         feeds.append({"url": feed_server.serve(f"/{outlet}.xml", body), "name": outlet})
     config = write_config(tmp_path, feeds, [{"url": sink.url, "sources_after": "30m"}],
                           watchlists=WATCHLISTS)
-    assert _cycle(config, now + timedelta(minutes=10), now + timedelta(minutes=31)) == [0, 1]
+    assert run_cycle(config, now + timedelta(minutes=10), now + timedelta(minutes=31)) == [0, 1]
     note = sink.received[2]
     assert note["title"] == f"Also reported: {TRADE[0]}"
     named = note["message"].split("reported this story: ")[1].splitlines()[0]
@@ -250,7 +236,7 @@ def test_version_1_database_is_upgraded_in_place(tmp_path: Path, feed_server: Fe
     store = Store(open_config(config).database)
     assert store.schema_version() == SCHEMA_VERSION
     store.close()
-    assert _cycle(config, datetime.now(UTC) + timedelta(seconds=1)) == [1]
+    assert run_cycle(config, datetime.now(UTC) + timedelta(seconds=1)) == [1]
     assert sink.titles() == ["Old alert"]
 
 
@@ -278,7 +264,7 @@ def test_long_digest_to_telegram_arrives_in_parts_within_its_limit(
     config = _setup(tmp_path, feed_server, items, [{"url": url, "mode": "digest",
                                                     "digest_limit": 100}])
     now = datetime.now(UTC)
-    assert _cycle(config, now, next_digest(Policy(), now)) == [0, 60]
+    assert run_cycle(config, now, next_digest(Policy(), now)) == [0, 60]
     assert len(api.texts) > 1
     assert all(len(text) <= 4096 for text in api.texts)
     assert f"(1/{len(api.texts)})" in api.texts[0]
