@@ -76,6 +76,18 @@ _LIST_WORDS_TEXT = (
     "و أو ال 및 과 와 이나 나 랑 또는 그리고 와의 과의 "
     "和 及 与 與 或 以及 跟 や と および")
 _LIST_WORDS = frozenset(_LIST_WORDS_TEXT.split())
+# "…, Iran, North Korea and others": a trailing "and other(s)" or "etc." stands for one more
+# item, so two names before it already make an enumeration.
+_OTHERS_WORDS = (
+    "other others otros otras otro otra autres autre outros outras outro andere anderen weitere "
+    "weiteren другие других другими другим інші інших іншими diğer başka khác lain lainnya etc "
+    "usw тощо dll وغيرها وغيرهما وغيره وسواها")
+_OTHERS = re.compile(
+    r"\s*[,、，·・]?\s*(?:"
+    r"(?:(?:and|or|y|o|et|ou|e|und|oder|и|или|і|та|dan|ve|và|و)\s+)?"
+    r"(?:" + "|".join(_OTHERS_WORDS.split()) + r"|и т\.\s?[дп])(?!\w)"
+    r"|등(?:에|의|과|이|을|은|도|에서|에게|으로)?(?!\w)"
+    r"|等|など|ほか)", re.IGNORECASE)
 _SNIPPET = 240
 
 
@@ -483,7 +495,8 @@ def _listed(hits: Sequence[Hit], text: _Text, minimum: int) -> set[Hit]:
             if _is_list_gap(gap):
                 run.append(item)
                 continue
-        if len(run) >= minimum:
+        if len(run) >= minimum or (len(run) == minimum - 1 >= 2 and _OTHERS.match(
+                text.display, max(h.end for h in run[-1]))):
             listed.update(h for group in run for h in group)
         run = [item] if item else []
     return listed

@@ -166,6 +166,13 @@ LIST_AND_WORD_CASES = [
     ("조선 시대 러시아 지도", False),  # ignored phrase
     ("북은 러와 합의했다", True),  # one-syllable abbreviations as whole words with particles
     ("대북 제재와 러시아", False),  # 대북: 북 inside a word
+    # Two names and "and others" / "etc." stand for a list of three.
+    ("They disagree on Iran, North Korea and other issues, Russia said.", False),
+    ("Russia, North Korea and others were sanctioned.", False),
+    ("Russia, North Korea, etc. were sanctioned.", False),
+    ("러시아·북한 등에 대한 제재", False),
+    ("俄罗斯、朝鲜等国受到制裁", False),
+    ("Russia and North Korea and their allies.", True),  # no "other": still a pair
 ]
 
 
