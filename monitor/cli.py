@@ -23,24 +23,10 @@ from rich.console import Console
 from rich.progress import track
 
 from monitor import __version__
-from monitor.config import (
-    Config,
-    ConfigError,
-    FeedConfig,
-    default_config_path,
-    parse_duration,
-    require_work,
-)
+from monitor.config import Config, FeedConfig, default_config_path, parse_duration, require_work
 from monitor.daemon import Daemon
-from monitor.feedlist import (
-    MAX_NAME,
-    FeedLink,
-    OpmlError,
-    add_feeds,
-    read_opml,
-    write_opml,
-    write_private,
-)
+from monitor.errors import ConfigError, OpmlError, StoreError
+from monitor.feedlist import MAX_NAME, FeedLink, add_feeds, read_opml, write_opml, write_private
 from monitor.fetcher import Fetcher
 from monitor.health import check_health
 from monitor.logs import printable, setup_logging
@@ -60,7 +46,7 @@ from monitor.status import (
     render_status,
     status_json,
 )
-from monitor.store import Store, StoreError
+from monitor.store import Store
 from monitor.tables import utcnow
 
 log = logging.getLogger("monitor")

@@ -30,6 +30,7 @@ from pydantic import (
     model_validator,
 )
 
+from monitor.errors import ConfigError, WatchlistError
 from monitor.secrets import mask_url
 
 DEFAULT_CONFIG = "config.yaml"
@@ -45,15 +46,6 @@ _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(b|kb|kib|mb|mib|gb|gib)?\s*$", re.IG
 _SIZE_UNITS = {
     "b": 1, "kb": 1000, "kib": 1024, "mb": 1000**2, "mib": 1024**2, "gb": 1000**3, "gib": 1024**3,
 }
-
-
-class ConfigError(Exception):
-    """A config file that cannot be used, with where and why."""
-
-    def __init__(self, path: Path | str, message: str, key: str = "", line: int | None = None):
-        self.path, self.key, self.line, self.message = str(path), key, line, message
-        where = self.path + (f":{line}" if line else "")
-        super().__init__(f"{where}: {key + ': ' if key else ''}{message}")
 
 
 def parse_duration(value: Any) -> float:
@@ -530,7 +522,7 @@ def parse_config(text: str, path: Path | str = "<config>") -> Config:
         raise ConfigError(path, message + suffix, key=_key_path(loc),
                           line=located.line(loc)) from None
     _check_holds(config, path, located)
-    from monitor.matcher import WatchlistError, compile_watchlists  # noqa: PLC0415 (cycle)
+    from monitor.matcher import compile_watchlists  # noqa: PLC0415 (cycle)
 
     try:
         compile_watchlists(config)

@@ -25,14 +25,14 @@ from pathlib import Path
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from monitor import __version__, sdnotify
-from monitor.config import Config, ConfigError, FeedConfig, require_work
+from monitor.config import Config, FeedConfig, require_work
+from monitor.errors import ConfigError, StoreError
 from monitor.fetcher import Fetcher
 from monitor.health import check_health
 from monitor.matcher import compile_watchlists
 from monitor.notifier import targets
 from monitor.outbox import deliver_due
 from monitor.pipeline import OWNER, Runtime, open_config, poll
-from monitor.store import StoreError
 from monitor.web import WebServer, WebState
 from monitor.workers import ParserPool
 

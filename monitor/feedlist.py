@@ -24,13 +24,10 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
 from monitor.config import Config, literal, parse_config
+from monitor.errors import OpmlError
 
 MAX_OPML = 10 * 1024**2
 MAX_NAME, MAX_URL = 200, 2048  # longer names are cut; longer URLs are not feeds
-
-
-class OpmlError(ValueError):
-    """An OPML document that cannot be read."""
 
 
 @dataclass(frozen=True)

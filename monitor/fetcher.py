@@ -23,15 +23,12 @@ import httpx
 
 from monitor import __version__
 from monitor.config import PollConfig
+from monitor.errors import BodyTooLarge
 from monitor.models import FetchResult, FetchStatus
 
 USER_AGENT = f"monitor/{__version__} (news monitoring daemon; RSS/Atom)"
 _ACCEPT = ("application/rss+xml, application/atom+xml, application/rdf+xml, application/xml;q=0.9,"
            " text/xml;q=0.9, application/feed+json;q=0.8, */*;q=0.5")
-
-
-class BodyTooLarge(Exception):
-    """The body, after decompression, is over the configured cap."""
 
 
 class _Decoder:

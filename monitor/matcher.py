@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 import ahocorasick
 
+from monitor.errors import WatchlistError
 from monitor.models import FIELDS, Entry, Hit, Match
 
 if TYPE_CHECKING:
@@ -89,14 +90,6 @@ _OTHERS = re.compile(
     r"|등(?:에|의|과|이|을|은|도|에서|에게|으로)?(?!\w)"
     r"|等|など|ほか)", re.IGNORECASE)
 _SNIPPET = 240
-
-
-class WatchlistError(ValueError):
-    """A watchlist that cannot compile; `loc` is the config key path of the culprit."""
-
-    def __init__(self, problem: str, loc: tuple[str | int, ...]):
-        super().__init__(problem)
-        self.problem, self.loc = problem, loc
 
 
 @dataclass(frozen=True)

@@ -35,9 +35,10 @@ from urllib.parse import quote, urlsplit
 
 from markupsafe import Markup
 
+from monitor.errors import TemplateError
 from monitor.models import Entry, Match
 from monitor.schedule import RANK
-from monitor.templates import RENDERER, Format, TemplateError
+from monitor.templates import RENDERER, Format
 
 log = logging.getLogger("monitor")
 FORMATS: tuple[Format, ...] = ("markdown", "html", "text")

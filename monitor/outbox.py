@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from monitor import metrics
+from monitor.errors import StoreError
 from monitor.message import (
     AlertFields,
     Story,
@@ -33,7 +34,6 @@ from monitor.notifier import Target, send, title_in_body
 from monitor.pipeline import OWNER, Runtime, retry_at
 from monitor.schedule import DIGEST, Pending, plan
 from monitor.secrets import redact
-from monitor.store import StoreError
 from monitor.tables import Delivery, utcnow
 
 log = logging.getLogger("monitor")

@@ -26,6 +26,7 @@ from sqlalchemy.exc import ArgumentError
 from monitor import __version__, metrics
 from monitor.coalescer import Coalescer
 from monitor.config import Config, FeedConfig, load_config
+from monitor.errors import StoreError
 from monitor.fetcher import Fetcher
 from monitor.matcher import Watchlists, compile_watchlists, match_entry
 from monitor.message import Story, Style, alert_fields, render_story, render_update
@@ -33,7 +34,7 @@ from monitor.models import Entry, FetchResult, FetchStatus
 from monitor.notifier import Target, route, targets
 from monitor.parser import ParsedFeed
 from monitor.secrets import register_secrets, secrets_of
-from monitor.store import Claim, Draft, Release, Seen, Store, StoreError, Unchanged
+from monitor.store import Claim, Draft, Release, Seen, Store, Unchanged
 from monitor.tables import FeedRow, utcnow
 from monitor.workers import ParserPool
 

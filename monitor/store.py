@@ -42,6 +42,7 @@ from sqlmodel import Session, SQLModel, col, create_engine, select
 from monitor import clustering
 from monitor.config import FeedConfig
 from monitor.dedupe import entry_key, story_keys
+from monitor.errors import StoreError, UnknownFeed
 from monitor.models import Entry, FetchResult, FetchStatus, Match
 from monitor.secrets import mask_url
 from monitor.tables import (
@@ -59,10 +60,6 @@ from monitor.tables import (
 )
 
 _IN_BATCH = 500
-
-
-class StoreError(Exception):
-    """The database cannot be used (unreachable, unwritable, or from a newer monitor)."""
 
 
 @dataclass(frozen=True)
@@ -368,7 +365,7 @@ class Store:
         with self.transaction() as session:
             row = session.exec(select(FeedRow).where(FeedRow.url == url)).first()
             if row is None:
-                raise KeyError(url)
+                raise UnknownFeed(f"feed {mask_url(url)} is not in the database")
             return row
 
     def feeds(self) -> list[FeedRow]:

@@ -21,6 +21,8 @@ from typing import Any, Literal
 import jinja2
 from jinja2.sandbox import SandboxedEnvironment
 
+from monitor.errors import TemplateError
+
 Format = Literal["markdown", "html", "text"]
 # One render of a user's template: its deadline, the most it may write, and the memory it may
 # take beyond what the worker holds when idle.
@@ -28,14 +30,6 @@ TEMPLATE_SECONDS = 2.0
 TEMPLATE_OUTPUT = 100_000
 TEMPLATE_MEMORY = 256 * 2**20
 _START_SECONDS = 60.0  # a cold start imports Python, Jinja2 and this module on a loaded machine
-
-
-class TemplateError(Exception):
-    """A user's template failed on a story (a Jinja2 error), or overran its bounds."""
-
-    def __init__(self, reason: str, overran: bool = False):
-        super().__init__(" ".join(reason.split())[:300])
-        self.overran = overran
 
 
 @functools.cache

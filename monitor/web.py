@@ -22,13 +22,14 @@ from typing import Any
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from monitor import metrics
+from monitor.errors import StoreError
 from monitor.httpserver import SECURITY_HEADERS, App, BoundedServer, StartResponse
 from monitor.matcher import match_entry
 from monitor.models import Match
 from monitor.parser import safe_link
 from monitor.secrets import redact
 from monitor.status import format_time, gather_status
-from monitor.store import StoreError, entry_of
+from monitor.store import entry_of
 from monitor.tables import EntryRow, utcnow
 
 log = logging.getLogger("monitor")

@@ -8,7 +8,8 @@ import pytest
 
 from monitor.cli import main
 from monitor.config import load_config
-from monitor.feedlist import OpmlError, read_opml
+from monitor.errors import OpmlError
+from monitor.feedlist import read_opml
 from tests.conftest import ROOT, FeedServer, render_feed
 
 

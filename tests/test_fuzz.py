@@ -9,7 +9,8 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from monitor.config import Config, ConfigError, parse_config
+from monitor.config import Config, parse_config
+from monitor.errors import ConfigError
 from monitor.matcher import compile_watchlists, match_entry
 from monitor.models import Entry
 from monitor.parser import parse_feed

@@ -11,7 +11,8 @@ from apprise.conversion import markdown_to_html
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from monitor.config import ConfigError, parse_config
+from monitor.config import parse_config
+from monitor.errors import ConfigError
 from monitor.message import (
     AlertFields,
     Story,

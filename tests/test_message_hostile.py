@@ -22,7 +22,8 @@ import pytest
 from apprise.conversion import markdown_to_html
 
 from monitor.cli import main
-from monitor.config import ConfigError, parse_config
+from monitor.config import parse_config
+from monitor.errors import ConfigError
 from monitor.message import AlertFields, Story, Style, Template, render_story
 from monitor.outbox import deliver_due
 from monitor.pipeline import build_runtime, open_config, poll_all

@@ -9,8 +9,9 @@ import pytest
 
 from monitor.cli import main
 from monitor.config import FeedConfig
+from monitor.errors import StoreError
 from monitor.models import Entry, FetchResult, FetchStatus, Hit, Match
-from monitor.store import Claim, Draft, Seen, Store, StoreError
+from monitor.store import Claim, Draft, Seen, Store
 from monitor.tables import SCHEMA_VERSION
 from tests.conftest import write_config
 
