@@ -38,9 +38,7 @@ import yaml
 
 from bench.memory import TreeMemory
 from monitor.config import Config, parse_config
-from monitor.outbox import deliver_due
-from monitor.pipeline import Runtime, build_runtime, poll_all
-from monitor.store import Store
+from monitor.pipeline import Runtime
 
 ROOT = Path(__file__).resolve().parent.parent
 NAIVE_SAMPLE = 200
@@ -88,10 +86,9 @@ def bench_config(base: str, feeds: int, folder: Path, concurrency: int = 0) -> C
 
 
 async def timed_cycle(rt: Runtime) -> float:
-    """Seconds for one cycle: every feed polled, then the outbox."""
+    """Seconds for one cycle: every feed polled, health checked, then the outbox."""
     started = time.perf_counter()
-    await poll_all(rt, force=True)
-    await deliver_due(rt)
+    await rt.run_cycle()
     return time.perf_counter() - started
 
 
@@ -127,8 +124,7 @@ def parse_floor(bodies: list[bytes], lean: bool) -> float:
 async def measure_cycles(config: Config) -> tuple[dict[str, float], dict[int, int]]:
     """The four monitor cycles and the peak RSS (kB) of each process of the tree."""
     base = config.feeds[0].url.rsplit("/feed/", 1)[0]  # 127.0.0.1: feed 0's host
-    store = Store(config.database)
-    rt = build_runtime(config, store)
+    rt = Runtime.from_config(config)
     results = {}
     with TreeMemory(os.getpid()) as memory:
         results["cold"] = await timed_cycle(rt)
@@ -191,7 +187,7 @@ def memory_growth(cycles: int, feeds: int, entries: int) -> dict[str, Any]:
             config = bench_config(base, feeds, Path(folder))
 
             async def run() -> list[int]:
-                rt = build_runtime(config, Store(config.database))
+                rt = Runtime.from_config(config)
                 tree, samples = TreeMemory(os.getpid()), []
                 for number in range(cycles):
                     control(base, change=0.1)

@@ -28,14 +28,12 @@ from monitor.daemon import Daemon
 from monitor.errors import ConfigError, OpmlError, StoreError
 from monitor.feedlist import MAX_NAME, FeedLink, add_feeds, read_opml, write_opml, write_private
 from monitor.fetcher import Fetcher
-from monitor.health import check_health
 from monitor.logs import printable, setup_logging
 from monitor.matcher import compile_watchlists, match_entry
-from monitor.models import FetchStatus
+from monitor.models import FetchStatus, PollStatus
 from monitor.notifier import send, targets
-from monitor.outbox import deliver_due
 from monitor.parser import parse_feed
-from monitor.pipeline import build_runtime, open_config, poll_all
+from monitor.pipeline import Runtime, open_config
 from monitor.report import describe_match, match_record
 from monitor.secrets import redact
 from monitor.status import (
@@ -141,22 +139,19 @@ def _init(path: Path) -> int:
 
 async def _run(config: Config, path: Path, once: bool) -> int:
     require_work(config)
-    store = Store(config.database)
-    rt = build_runtime(config, store)
+    rt = Runtime.from_config(config)
     if not once:
         return await Daemon(rt, path).run()
     try:
-        reports = await poll_all(rt, force=True)
-        check_health(rt)
-        delivered = await deliver_due(rt)
+        cycle = await rt.run_cycle()
     finally:
         await rt.close()
-    failed = [r for r in reports if r.status in ("error", "database error")]
+    reports, delivered = cycle.polls, cycle.delivery
     log.info("cycle done: %d feeds polled, %d failed, %d new entries, %d alerts queued; "
-             "%d sent, %d to retry, %d expired", len(reports), len(failed),
+             "%d sent, %d to retry, %d expired", len(reports), len(cycle.failed),
              sum(r.new for r in reports), sum(r.queued for r in reports), delivered.sent,
              delivered.retrying, delivered.expired)
-    broken = next((r for r in reports if r.status == "database error"), None)
+    broken = next((r for r in reports if r.status is PollStatus.DATABASE_ERROR), None)
     if broken:
         print(f"monitor: database error: {redact(broken.error or '')}", file=sys.stderr)
         return EXIT_DATABASE

@@ -31,6 +31,7 @@ from pydantic import (
 )
 
 from monitor.errors import ConfigError, WatchlistError
+from monitor.models import Priority
 from monitor.secrets import mask_url
 
 DEFAULT_CONFIG = "config.yaml"
@@ -293,7 +294,7 @@ class WatchlistConfig(_Model):
     description: str = ""
     fields: tuple[Literal["title", "summary", "content"], ...] = ("title", "summary", "content")
     tags: Tags = ()
-    priority: Literal["low", "normal", "high"] = "normal"
+    priority: Priority = Priority.NORMAL
     entities: dict[str, EntityAliases] = Field(default_factory=dict)
     rules: tuple[RuleConfig, ...] = Field(min_length=1)
     none: tuple[str, ...] = ()

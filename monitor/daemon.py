@@ -15,29 +15,20 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-import os
 import signal
-import socket
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from monitor import __version__, sdnotify
+from monitor import sdnotify
 from monitor.config import Config, FeedConfig, require_work
 from monitor.errors import ConfigError, StoreError
-from monitor.fetcher import Fetcher
-from monitor.health import check_health
-from monitor.matcher import compile_watchlists
-from monitor.notifier import targets
-from monitor.outbox import deliver_due
-from monitor.pipeline import OWNER, Runtime, open_config, poll
+from monitor.pipeline import GRACE_SECONDS, Runtime, open_config
 from monitor.web import WebServer, WebState
-from monitor.workers import ParserPool
 
 log = logging.getLogger("monitor")
-GRACE_SECONDS = 30.0
 HEARTBEAT_SECONDS = 60.0
 WATCH_SECONDS = 5.0
 
@@ -94,7 +85,7 @@ class Daemon:
             # Spread the first polls over a few seconds instead of one burst.
             self._feed_job(feed, start + timedelta(milliseconds=50 * index))
         jobs: list[tuple[str, Callable[[], Awaitable[object]], float]] = [
-            ("outbox", lambda: deliver_due(self.rt), self.rt.config.delivery.interval),
+            ("outbox", self.rt.deliver, self.rt.config.delivery.interval),
             ("heartbeat", self._heartbeat, HEARTBEAT_SECONDS),
             ("health", self._health, self.rt.config.health.interval),
             ("config-watch", self._watch_config, WATCH_SECONDS),
@@ -109,14 +100,13 @@ class Daemon:
 
     def _poll_then_deliver(self, feed: FeedConfig) -> Callable[[], Awaitable[object]]:
         async def work() -> None:
-            report = await poll(feed, self.rt)
+            report = await self.rt.poll(feed)
             if report.queued:
-                await deliver_due(self.rt)
+                await self.rt.deliver()
         return work
 
     async def _heartbeat(self) -> None:
-        await asyncio.to_thread(self.rt.store.heartbeat, OWNER, socket.gethostname(),
-                                os.getpid(), __version__)
+        await asyncio.to_thread(self.rt.heartbeat)
         rows = await asyncio.to_thread(self.rt.store.feeds)
         configured = {f.url for f in self.rt.config.feeds}
         failing = [r.name for r in rows if r.url in configured and r.consecutive_failures]
@@ -128,8 +118,8 @@ class Daemon:
                         f"{outbox['pending']} alerts pending")
 
     async def _health(self) -> None:
-        if await asyncio.to_thread(check_health, self.rt):
-            await deliver_due(self.rt)
+        if await asyncio.to_thread(self.rt.check_health):
+            await self.rt.deliver()
 
     async def _watchdog(self) -> None:
         # Pinged from the event loop after a database round trip: a stuck loop or an
@@ -165,19 +155,7 @@ class Daemon:
 
     def _apply(self, config: Config) -> None:
         old = self.rt.config
-        rt = self.rt
-        rt.store.ensure_feeds(config.feeds)
-        rt.watchlists, rt.targets = compile_watchlists(config), targets(config)
-        if config.poll != old.poll:
-            old_fetcher, old_parsers = rt.fetcher, rt.parsers
-            rt.fetcher = Fetcher(config.poll)
-            rt.parsers = ParserPool(config.poll.parsers, config.poll.parse_timeout,
-                                    config.poll.parse_memory)
-            rt.in_flight = asyncio.Semaphore(2 * config.poll.concurrency)
-            asyncio.get_running_loop().call_later(
-                GRACE_SECONDS, lambda: asyncio.ensure_future(old_fetcher.close()))
-            asyncio.get_running_loop().call_later(GRACE_SECONDS, old_parsers.close)
-        rt.config = config
+        self.rt.reconfigure(config)
         before = {f.url: f for f in old.feeds}
         now = datetime.now().astimezone()
         for feed in config.feeds:

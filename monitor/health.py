@@ -12,59 +12,59 @@ A feed is never disabled: it keeps being polled (with backoff while failing).
 from __future__ import annotations
 
 import logging
+from collections.abc import Collection, Sequence
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
 
 from monitor.config import HealthConfig
 from monitor.message import note, one_line
-from monitor.store import Draft
+from monitor.models import DeliveryKind, Draft, HealthState
+from monitor.notifier import Target
+from monitor.store import Store
 from monitor.tables import FeedRow, utcnow
-
-if TYPE_CHECKING:
-    from monitor.pipeline import Runtime
 
 log = logging.getLogger("monitor")
 CADENCE_WINDOW = timedelta(days=30)
 
 
 def feed_health(row: FeedRow, cadence: float | None, health: HealthConfig,
-                now: datetime) -> str:
+                now: datetime) -> HealthState:
     """`failing`, `stale` or `ok` for one feed's state row."""
     if row.failing_since and (now - row.failing_since).total_seconds() >= health.failing_after:
-        return "failing"
+        return HealthState.FAILING
     if row.last_new_entry_at is not None:
         quiet = (now - row.last_new_entry_at).total_seconds()
         if quiet >= max(health.stale_after, health.stale_factor * (cadence or 0.0)):
-            return "stale"
-    return "ok"
+            return HealthState.STALE
+    return HealthState.OK
 
 
-def _describe(row: FeedRow, state: str, now: datetime) -> tuple[str, str]:
+def _describe(row: FeedRow, state: HealthState, now: datetime) -> tuple[str, str]:
     """What changed, and why when the server said (a failing feed's last error), each on one
     line and bounded: the name and the reason come from outside."""
     name = one_line(row.name, 200)
-    if state == "failing" and row.failing_since:
+    if state is HealthState.FAILING and row.failing_since:
         hours = (now - row.failing_since).total_seconds() / 3600
         return (f"feed {name} has been failing for {hours:.1f} h "
                 f"({row.consecutive_failures} polls)", one_line(row.last_error or "", 300))
-    if state == "stale" and row.last_new_entry_at:
+    if state is HealthState.STALE and row.last_new_entry_at:
         days = (now - row.last_new_entry_at).total_seconds() / 86400
         return f"feed {name} has brought no new entry for {days:.1f} days", ""
     return f"feed {name} is healthy again", ""
 
 
-def check_health(rt: Runtime) -> int:
-    """Update every configured feed's health; returns how many changed state."""
-    health, now = rt.config.health, utcnow()
-    configured = {f.url for f in rt.config.feeds}
-    receivers = [t for t in rt.targets if health.tag and health.tag in t.tags]
+def check_health(store: Store, feeds: Collection[str], targets: Sequence[Target],
+                 health: HealthConfig) -> int:
+    """Update the health of each feed whose URL is in `feeds`; a change queues a notice to the
+    targets tagged `health.tag`. Returns how many feeds changed state."""
+    now = utcnow()
+    receivers = [t for t in targets if health.tag and health.tag in t.tags]
     changed = 0
-    for row in rt.store.feeds():
-        if row.url not in configured or row.id is None:
+    for row in store.feeds():
+        if row.url not in feeds or row.id is None:
             continue
         quiet = (now - row.last_new_entry_at).total_seconds() if row.last_new_entry_at else 0
         # The cadence (a query per feed) matters only to a feed quiet for stale_after already.
-        cadence = rt.store.cadence(row.id, now - CADENCE_WINDOW) \
+        cadence = store.cadence(row.id, now - CADENCE_WINDOW) \
             if quiet >= health.stale_after else None
         state = feed_health(row, cadence, health, now)
         if state == row.health:
@@ -72,8 +72,8 @@ def check_health(rt: Runtime) -> int:
         changed += 1
         headline, reason = _describe(row, state, now)
         text = f"{headline}: {reason}" if reason else headline
-        (log.warning if state != "ok" else log.info)("health: %s", text)
+        (log.warning if state is not HealthState.OK else log.info)("health: %s", text)
         title, body = note(f"monitor: {headline}", [text])
-        notices = [Draft(t.id, t.label, title, body) for t in receivers]
-        rt.store.set_health(row.id, state, notices)
+        notices = [Draft(t.id, t.label, title, body, kind=DeliveryKind.NOTICE) for t in receivers]
+        store.set_health(row.id, state, notices)
     return changed

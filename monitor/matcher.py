@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 import ahocorasick
 
 from monitor.errors import WatchlistError
-from monitor.models import FIELDS, Entry, Hit, Match
+from monitor.models import FIELDS, Entry, Hit, Match, Priority
 
 if TYPE_CHECKING:
     from monitor.config import Config, EntityAliases, RuleConfig, WatchlistConfig
@@ -115,7 +115,7 @@ class _Rule:
 class _Watchlist:
     name: str
     tags: tuple[str, ...]
-    priority: str
+    priority: Priority
     fields: frozenset[str]
     rules: tuple[_Rule, ...]
     none: tuple[str, ...]

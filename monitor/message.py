@@ -36,8 +36,7 @@ from urllib.parse import quote, urlsplit
 from markupsafe import Markup
 
 from monitor.errors import TemplateError
-from monitor.models import Entry, Match
-from monitor.schedule import RANK
+from monitor.models import Entry, Match, Priority
 from monitor.templates import RENDERER, Format
 
 log = logging.getLogger("monitor")
@@ -55,7 +54,7 @@ class AlertFields:
     published: str | None  # ISO 8601, UTC
     language: str | None
     watchlists: tuple[str, ...]
-    priority: str
+    priority: Priority
     terms: str
     snippet: str
     highlights: tuple[tuple[int, int], ...] = ()
@@ -71,6 +70,7 @@ class AlertFields:
         data = json.loads(text)
         data["watchlists"] = tuple(data.get("watchlists", ()))
         data["highlights"] = tuple(tuple(pair) for pair in data.get("highlights", ()))
+        data["priority"] = Priority.of(data.get("priority"))
         return cls(**data)
 
 
@@ -85,7 +85,7 @@ def alert_fields(entry: Entry, matches: Sequence[Match]) -> AlertFields:
         title=entry.title or "(untitled)", link=entry.link, feed=entry.feed_name,
         published=entry.published.astimezone(UTC).isoformat() if entry.published else None,
         language=entry.language, watchlists=tuple(m.watchlist for m in matches),
-        priority=max((m.priority for m in matches), key=lambda p: RANK.get(p, 1)),
+        priority=max((m.priority for m in matches), key=lambda p: p.rank),
         terms=terms, snippet=first.snippet.replace("\n", " "), highlights=first.highlights,
         summary=entry.summary[:600])
 
@@ -241,7 +241,7 @@ def _worst_case() -> Story:
     fields = AlertFields(
         title=text(1000), link="https://news.example/" + "section/" * 40, feed=text(200),
         published="2026-11-27T01:30:00+00:00", language="pt-BR",
-        watchlists=tuple(f"watchlist-{n}" for n in range(5)), priority="high",
+        watchlists=tuple(f"watchlist-{n}" for n in range(5)), priority=Priority.HIGH,
         terms=text(500), snippet=text(1000),
         highlights=tuple((n * 50, n * 50 + 9) for n in range(20)), summary=text(600))
     return Story(fields, tuple(f"{text(60)} {n}" for n in range(50)))

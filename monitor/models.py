@@ -1,4 +1,5 @@
-"""The typed values that flow between pipeline stages (fetch → parse → store → match → notify)."""
+"""The shared vocabulary: the typed values and states that flow between pipeline stages
+(fetch → parse → match → store → deliver), so no stage imports another for its types."""
 
 from __future__ import annotations
 
@@ -7,6 +8,72 @@ from datetime import datetime
 from enum import StrEnum
 
 FIELDS = ("title", "summary", "content")
+
+
+class Priority(StrEnum):
+    """How urgent a watchlist's alerts are; `urgent` targets let high ones through holds."""
+
+    LOW = "low"
+    NORMAL = "normal"
+    HIGH = "high"
+
+    @property
+    def rank(self) -> int:
+        return _RANK[self]
+
+    @classmethod
+    def of(cls, value: str | None) -> Priority:
+        """The priority named `value`; normal for anything else (an old or foreign row)."""
+        try:
+            return cls(value or cls.NORMAL)
+        except ValueError:
+            return cls.NORMAL
+
+
+_RANK = {Priority.LOW: 0, Priority.NORMAL: 1, Priority.HIGH: 2}
+
+
+class PollStatus(StrEnum):
+    """What polling one feed once came to."""
+
+    OK = "ok"
+    UNCHANGED = "unchanged"
+    ERROR = "error"  # the fetch failed, or the feed could not be processed
+    PARSE_ERROR = "parse error"  # fetched, but not a feed the parser could read
+    DATABASE_ERROR = "database error"  # nothing recorded; the next poll retries
+    BACKING_OFF = "backing off"  # skipped: the feed failed lately and waits for its retry
+    LEASED = "leased"  # skipped: another instance polls it
+
+    @property
+    def failed(self) -> bool:
+        return self in (PollStatus.ERROR, PollStatus.PARSE_ERROR, PollStatus.DATABASE_ERROR)
+
+
+class DeliveryKind(StrEnum):
+    """What an outbox row carries."""
+
+    ALERT = "alert"
+    UPDATE = "update"  # an alerted entry was re-titled
+    NOTICE = "notice"  # about monitor itself (feed health)
+    SOURCES = "sources"  # the outlets that reported an alerted story since its alert
+
+
+class DeliveryOutcome(StrEnum):
+    """What one attempt to send an outbox message came to."""
+
+    SENT = "sent"
+    RETRYING = "retrying"
+    EXPIRED = "expired"
+    TAKEN = "taken"  # another process claimed the rows first
+    DROPPED = "dropped"  # nothing left to say (e.g. a sources note with no new source)
+
+
+class HealthState(StrEnum):
+    """A feed's health as health notices report it."""
+
+    OK = "ok"
+    FAILING = "failing"
+    STALE = "stale"
 
 
 class FetchStatus(StrEnum):
@@ -71,7 +138,7 @@ class Match:
 
     watchlist: str
     tags: tuple[str, ...]
-    priority: str
+    priority: Priority
     hits: tuple[Hit, ...]
     snippet: str
     snippet_field: str
@@ -99,3 +166,106 @@ class Match:
             cursor = end
         pieces.append(text[cursor:])
         return "".join(pieces)
+
+
+@dataclass(frozen=True)
+class Failure:
+    """Why a poll of a feed failed: the fetch, the parse, or a bug, with what the server said."""
+
+    reason: str
+    http_status: int | None = None
+    retry_after: float | None = None  # seconds the server asked us to wait
+
+
+@dataclass(frozen=True)
+class PollReport:
+    """The outcome of polling one feed once."""
+
+    feed: str
+    status: PollStatus
+    new: int = 0
+    matched: int = 0
+    queued: int = 0
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class DeliveryReport:
+    """The outcome of one pass over the due outbox rows."""
+
+    sent: int = 0
+    retrying: int = 0
+    expired: int = 0
+
+
+@dataclass(frozen=True)
+class CycleReport:
+    """One whole cycle: each feed's poll, how many feeds changed health, what was delivered."""
+
+    polls: list[PollReport]
+    health_changes: int
+    delivery: DeliveryReport
+
+    @property
+    def failed(self) -> list[PollReport]:
+        return [report for report in self.polls if report.status.failed]
+
+
+@dataclass(frozen=True)
+class Draft:
+    """A message ready to queue for one target."""
+
+    target: str
+    target_name: str
+    title: str
+    body: str
+    fields: str | None = None  # message.AlertFields as JSON, for alerts
+    kind: DeliveryKind = DeliveryKind.ALERT
+
+
+@dataclass(frozen=True)
+class Seen:
+    """A new entry to record; `drafts` are queued only if its story was not alerted before."""
+
+    entry: Entry
+    matches: list[Match] = field(default_factory=list)
+    drafts: list[Draft] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Revision:
+    """An alerted entry that its feed re-titled, and the targets that got its alert."""
+
+    entry_id: int
+    old_title: str
+    entry: Entry
+    targets: frozenset[str]
+
+
+@dataclass(frozen=True)
+class Release:
+    """The end of an instance's lease on a feed: `owner` keeps it until `until`."""
+
+    owner: str
+    until: datetime
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A request to take a feed's lease for `lease` seconds."""
+
+    url: str
+    owner: str
+    lease: float
+    respect_backoff: bool = True
+
+
+@dataclass(frozen=True)
+class Unchanged:
+    """A successful poll to record without entries: the fetch and the body's hash."""
+
+    feed_id: int
+    fetch: FetchResult
+    body_hash: str | None
+    release: Release | None = None
+    outlet: str | None = None  # the feed document's title, when the body was parsed

@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo
 
 from monitor.config import Config, NotifyConfig
 from monitor.message import Style, Template, fit
+from monitor.models import Priority
 from monitor.schedule import Policy
 
 CONSOLE_URL = "console://"
@@ -98,7 +99,7 @@ def _target(number: int, notify: NotifyConfig) -> Target:
     zone = ZoneInfo(notify.timezone)
     policy = Policy(mode=notify.mode, digest_every=timedelta(seconds=notify.digest_every),
                     digest_at=notify.digest_at, zone=zone, quiet=notify.quiet_hours,
-                    urgent=None if notify.urgent == "none" else notify.urgent,
+                    urgent=None if notify.urgent == "none" else Priority(notify.urgent),
                     digest_limit=notify.digest_limit,
                     rate_limit=(notify.rate_limit[0], timedelta(seconds=notify.rate_limit[1]))
                     if notify.rate_limit else None)

@@ -20,7 +20,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from monitor import metrics
+from monitor.backoff import retry_at
+from monitor.config import DeliveryConfig
 from monitor.errors import StoreError
+from monitor.instance import OWNER
 from monitor.message import (
     AlertFields,
     Story,
@@ -30,47 +33,39 @@ from monitor.message import (
     render_sources,
     render_story,
 )
+from monitor.models import DeliveryKind, DeliveryOutcome, DeliveryReport, Priority
 from monitor.notifier import Target, send, title_in_body
-from monitor.pipeline import OWNER, Runtime, retry_at
 from monitor.schedule import DIGEST, Pending, plan
 from monitor.secrets import redact
+from monitor.store import Store
 from monitor.tables import Delivery, utcnow
 
 log = logging.getLogger("monitor")
 
 
-@dataclass(frozen=True)
-class DeliveryReport:
-    """The outcome of one pass over the due outbox rows."""
-
-    sent: int = 0
-    retrying: int = 0
-    expired: int = 0
-
-
-def _story(rt: Runtime, delivery: Delivery, target: Target) -> Story:
+def _story(store: Store, delivery: Delivery, target: Target) -> Story:
     """The delivery as a story for `target`: its recorded facts and the sources that reported
     it so far (a notice or an old row without facts becomes a story of its own title)."""
     if delivery.fields:
         # A sources note names only the outlets that reported the story since its alert.
-        since = delivery.created_at if delivery.kind == "sources" else None
-        sources = rt.store.story_sources(delivery.entry_id, since) if delivery.entry_id else []
+        since = delivery.created_at if delivery.kind == DeliveryKind.SOURCES else None
+        sources = store.story_sources(delivery.entry_id, since) if delivery.entry_id else []
         return Story(AlertFields.from_json(delivery.fields), tuple(sources), target.style.zone)
     fields = AlertFields(title=delivery.title, link=None, feed="monitor", published=None,
                          language=None, watchlists=(delivery.watchlists or delivery.kind,),
-                         priority="normal", terms="", snippet="")
+                         priority=Priority.NORMAL, terms="", snippet="")
     return Story(fields, zone=target.style.zone)
 
 
-def _stories(rt: Runtime, rows: Sequence[Delivery],
+def _stories(store: Store, rows: Sequence[Delivery],
              target: Target) -> list[tuple[Delivery, Story]]:
     """Each row with its story (one database read each), without the sources notes of stories
     no other outlet reported since their alert: those are deleted, having nothing to say."""
-    pairs = [(row, _story(rt, row, target)) for row in rows]
-    empty = [row.id for row, story in pairs if row.kind == "sources" and not story.sources
-             and row.id is not None]
+    pairs = [(row, _story(store, row, target)) for row in rows]
+    empty = [row.id for row, story in pairs
+             if row.kind == DeliveryKind.SOURCES and not story.sources and row.id is not None]
     if empty:
-        rt.store.drop(empty)
+        store.drop(empty)
     return [(row, story) for row, story in pairs if row.id not in empty]
 
 
@@ -81,7 +76,7 @@ def _compose(pairs: Sequence[tuple[Delivery, Story]], target: Target, reasons: S
     style = target.style
     if len(pairs) == 1 and not reasons:
         row, story = pairs[0]
-        if row.kind == "sources":
+        if row.kind == DeliveryKind.SOURCES:
             return render_sources(story, style)
         if row.fields:
             return render_story(story, style, target.label)
@@ -109,64 +104,67 @@ class _Message:
     later: int = 0
 
 
-async def _send_message(rt: Runtime, target: Target, message: _Message, now: datetime) -> str:
-    """Claim the message's rows, send them as one message, record the outcome; "sent",
-    "retrying", "expired", "taken" (another process has them) or "dropped" (nothing to say)."""
-    lease = 2 * rt.config.delivery.timeout + 30
+async def _send_message(store: Store, config: DeliveryConfig, target: Target, message: _Message,
+                        now: datetime) -> DeliveryOutcome:
+    """Claim the message's rows, send them as one message, record the outcome."""
+    lease = 2 * config.timeout + 30
     rows = message.rows
     ids = [row.id for row in rows if row.id is not None]
-    claimed = await asyncio.to_thread(rt.store.claim, ids, OWNER, lease, now)
+    claimed = await asyncio.to_thread(store.claim, ids, OWNER, lease, now)
     if not claimed:
-        return "taken"
-    pairs = await asyncio.to_thread(_stories, rt, [r for r in rows if r.id in claimed], target)
+        return DeliveryOutcome.TAKEN
+    pairs = await asyncio.to_thread(_stories, store, [r for r in rows if r.id in claimed],
+                                    target)
     if not pairs:
-        return "dropped"
+        return DeliveryOutcome.DROPPED
     rows = [row for row, _ in pairs]
     claimed = [row.id for row in rows if row.id is not None]
     title, sent_title, body = await asyncio.to_thread(_message_text, pairs, target,
                                                       message.reasons, message.later)
-    outcome = await send(target, sent_title, body, rt.config.delivery.timeout,
-                         target.style.format)
+    outcome = await send(target, sent_title, body, config.timeout, target.style.format)
     if outcome.ok:
-        single = rows[0] if len(rows) == 1 and rows[0].kind == "alert" else None
+        single = rows[0] if len(rows) == 1 and rows[0].kind == DeliveryKind.ALERT else None
         note_at = now + target.sources_after if single and single.entry_id and \
             single.fields and target.sources_after else None
-        await asyncio.to_thread(rt.store.mark_sent, claimed, target.id, len(rows) > 1, now,
+        await asyncio.to_thread(store.mark_sent, claimed, target.id, len(rows) > 1, now,
                                 note_at)
         what = f"digest of {len(rows)}" if len(rows) > 1 else f"alert {claimed[0]}"
         log.info("%s sent to %s: %s", what, target.label, title)
-        return "sent"
-    return await _failed(rt, target.label, rows, redact(outcome.error or "failed"), now)
+        return DeliveryOutcome.SENT
+    return await _failed(store, config, target.label, rows, redact(outcome.error or "failed"),
+                         now=now)
 
 
-async def _failed(rt: Runtime, label: str, rows: Sequence[Delivery], error: str,
-                  now: datetime) -> str:
+async def _failed(store: Store, config: DeliveryConfig, label: str, rows: Sequence[Delivery],
+                  error: str, *, now: datetime) -> DeliveryOutcome:
     """Retry the rows of a failed message later, or expire them once too old."""
-    config, oldest = rt.config.delivery, rows[0]
+    oldest = rows[0]
     ids = [row.id for row in rows if row.id is not None]
     age = (now - min(row.created_at for row in rows)).total_seconds()
     what = f"alert {ids[0]}" if len(ids) == 1 else f"digest of {len(ids)} alerts"
     if age >= config.expire_after:
-        await asyncio.to_thread(rt.store.mark_failed, ids, error, None)
+        await asyncio.to_thread(store.mark_failed, ids, error, None)
         log.error("%s to %s expired after %d attempts over %.0f h, not sent: %s (%s)", what,
                   label, oldest.attempts + 1, age / 3600, oldest.title, error)
-        return "expired"
+        return DeliveryOutcome.EXPIRED
     when = retry_at(oldest.attempts + 1, config.retry_base, config.retry_max)
-    await asyncio.to_thread(rt.store.mark_failed, ids, error, when)
+    await asyncio.to_thread(store.mark_failed, ids, error, when)
     log.warning("%s to %s failed (attempt %d), retrying at %s UTC: %s", what, label,
                 oldest.attempts + 1, when.strftime("%H:%M:%S"), error)
-    return "retrying"
+    return DeliveryOutcome.RETRYING
 
 
-async def _orphans(rt: Runtime, rows: Sequence[Delivery], now: datetime) -> list[str]:
+async def _orphans(store: Store, config: DeliveryConfig, rows: Sequence[Delivery],
+                   now: datetime) -> list[DeliveryOutcome]:
     """Rows for a target no longer configured: they fail, and expire like any other."""
-    return [await _failed(rt, row.target_name, [row], "target is no longer configured", now)
+    return [await _failed(store, config, row.target_name, [row], "target is no longer configured",
+                          now=now)
             for row in rows]
 
 
 def _pending(row: Delivery) -> Pending:
     assert row.id is not None
-    priority = AlertFields.from_json(row.fields).priority if row.fields else "normal"
+    priority = AlertFields.from_json(row.fields).priority if row.fields else Priority.NORMAL
     return Pending(row.id, priority, row.held, row.created_at)
 
 
@@ -181,71 +179,73 @@ def _log_held(target: Target, held: dict[int, tuple[datetime, str]]) -> None:
                  target.label, local.strftime("%Y-%m-%d %H:%M %Z"), reason)
 
 
-async def _drain(rt: Runtime, target: Target, rows: Sequence[Delivery],
-                 now: datetime) -> list[str]:
+async def _drain(store: Store, config: DeliveryConfig, target: Target, rows: Sequence[Delivery],
+                 now: datetime) -> list[DeliveryOutcome]:
     """One target's due rows, paced by its policy, in order; after a failure the rest wait."""
     window = target.policy.rate_limit[1] if target.policy.rate_limit else None
-    sent = await asyncio.to_thread(rt.store.sent_since, target.id, now - window) \
+    sent = await asyncio.to_thread(store.sent_since, target.id, now - window) \
         if window else []
     decided = plan(target.policy, [_pending(row) for row in rows], sent, now)
     if decided.hold:
-        await asyncio.to_thread(rt.store.hold, decided.hold)
+        await asyncio.to_thread(store.hold, decided.hold)
         _log_held(target, decided.hold)
     by_id = {row.id: row for row in rows}
     messages = [_Message([by_id[i]]) for i in decided.singles]
     if decided.digest:
         messages.append(_Message([by_id[i] for i in decided.digest], decided.reasons,
                                  decided.later))
-    outcomes: list[str] = []  # one per alert, a digest's outcome counting for each of its
+    # One outcome per alert, a digest's outcome counting for each of its alerts.
+    outcomes: list[DeliveryOutcome] = []
     for number, message in enumerate(messages):
-        outcome = await _send_message(rt, target, message, now)
+        outcome = await _send_message(store, config, target, message, now)
         outcomes += [outcome] * len(message.rows)
-        if outcome in ("retrying", "expired"):
+        if outcome in (DeliveryOutcome.RETRYING, DeliveryOutcome.EXPIRED):
             # The target is failing: the rest wait until this message's retry time.
             waiting = [r.id for m in messages[number + 1:] for r in m.rows if r.id is not None]
-            when = retry_at(1, rt.config.delivery.retry_base, rt.config.delivery.retry_max)
-            await asyncio.to_thread(rt.store.release, waiting, when)
+            when = retry_at(1, config.retry_base, config.retry_max)
+            await asyncio.to_thread(store.release, waiting, when)
             break
     return outcomes
 
 
-async def _serve(rt: Runtime, target_id: str, rows: Sequence[Delivery],
-                 now: datetime) -> list[str]:
-    target = next((t for t in rt.targets if t.id == target_id), None)
+async def _serve(store: Store, config: DeliveryConfig, target: Target | None,
+                 rows: Sequence[Delivery], now: datetime) -> list[DeliveryOutcome]:
     try:
         if target is None:
-            return await _orphans(rt, rows, now)
-        return await _drain(rt, target, rows, now)
+            return await _orphans(store, config, rows, now)
+        return await _drain(store, config, target, rows, now)
     except StoreError as error:
         log.error("outbox for %s: database error, its alerts stay in the outbox: %s",
                   target.label if target else rows[0].target_name, error)
-        return ["retrying"]
+        return [DeliveryOutcome.RETRYING]
 
 
-async def deliver_due(rt: Runtime, batch: int = 500,
-                      now: datetime | None = None) -> DeliveryReport:
+async def deliver_due(store: Store, targets: Sequence[Target], config: DeliveryConfig, *,
+                      batch: int = 500, now: datetime | None = None) -> DeliveryReport:
     """Send due outbox rows, targets in parallel and each target's rows in order, at the pace
     each target asked for (`now`: the clock, for tests).
 
     A failure is retried later with backoff, never dropped; a row past `expire_after` is marked
     expired and logged as an error.
     """
-    counts = {"sent": 0, "retrying": 0, "expired": 0, "taken": 0, "dropped": 0}
+    counts = dict.fromkeys(DeliveryOutcome, 0)
+    by_id = {target.id: target for target in targets}
     while True:
         moment = now or utcnow()
         try:
-            due = await asyncio.to_thread(rt.store.due_deliveries, batch, moment)
+            due = await asyncio.to_thread(store.due_deliveries, batch, moment)
         except StoreError as error:
             log.error("outbox: database error, delivery postponed: %s", error)
             return DeliveryReport()
         by_target: dict[str, list[Delivery]] = {}
         for delivery in due:
             by_target.setdefault(delivery.target, []).append(delivery)
-        passes = await asyncio.gather(*(_serve(rt, target, rows, moment)
+        passes = await asyncio.gather(*(_serve(store, config, by_id.get(target), rows, moment)
                                         for target, rows in by_target.items()))
-        sent_before = counts["sent"]
+        sent_before = counts[DeliveryOutcome.SENT]
         for outcome in (o for outcomes in passes for o in outcomes):
             counts[outcome] += 1
             metrics.DELIVERIES.labels(outcome).inc()
-        if len(due) < batch or counts["sent"] == sent_before:
-            return DeliveryReport(counts["sent"], counts["retrying"], counts["expired"])
+        if len(due) < batch or counts[DeliveryOutcome.SENT] == sent_before:
+            return DeliveryReport(counts[DeliveryOutcome.SENT], counts[DeliveryOutcome.RETRYING],
+                                  counts[DeliveryOutcome.EXPIRED])

@@ -1,8 +1,10 @@
-"""The pipeline: the one place that wires fetch → parse → store → match → notify.
+"""The pipeline: the one place that wires the stages, fetch → parse → match → store → deliver.
 
-The daemon's scheduler and `monitor run --once` both call `poll` from here and `deliver_due`
-from the outbox module, so they cannot drift apart. `poll` never raises for a feed's own
-trouble: it records the failure, logs one line naming the feed, and returns a `PollReport`.
+`Runtime.from_config` opens what a cycle needs, `Runtime.reconfigure` applies a reloaded config,
+and `Runtime.run_cycle` polls every feed, checks feed health and delivers what is due. The
+daemon's jobs, `monitor run --once`, `match`, `feeds add` and the benchmarks all go through
+here, so they cannot drift apart. A poll never raises for a feed's own trouble: it records the
+failure, logs one line naming the feed, and returns a `PollReport`.
 """
 
 from __future__ import annotations
@@ -12,8 +14,6 @@ import contextlib
 import hashlib
 import logging
 import os
-import random
-import socket
 import stat
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -24,24 +24,43 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from monitor import __version__, metrics
+from monitor.backoff import retry_at
 from monitor.coalescer import Coalescer
 from monitor.config import Config, FeedConfig, load_config
 from monitor.errors import StoreError
 from monitor.fetcher import Fetcher
+from monitor.health import check_health
+from monitor.instance import HOST, OWNER, process_alive
 from monitor.matcher import Watchlists, compile_watchlists, match_entry
 from monitor.message import Story, Style, alert_fields, render_story, render_update
-from monitor.models import Entry, FetchResult, FetchStatus
+from monitor.models import (
+    Claim,
+    CycleReport,
+    DeliveryKind,
+    DeliveryReport,
+    Draft,
+    Entry,
+    Failure,
+    FetchResult,
+    FetchStatus,
+    PollReport,
+    PollStatus,
+    Release,
+    Seen,
+    Unchanged,
+)
 from monitor.notifier import Target, route, targets
+from monitor.outbox import deliver_due
 from monitor.parser import ParsedFeed
 from monitor.secrets import register_secrets, secrets_of
-from monitor.store import Claim, Draft, Release, Seen, Store, Unchanged
+from monitor.store import Store
 from monitor.tables import FeedRow, utcnow
 from monitor.workers import ParserPool
 
 log = logging.getLogger("monitor")
 FEED_RETRY_BASE = 60.0
 MAX_SKIPPED_LOGGED = 5  # unreadable entries logged per poll: a hostile feed cannot flood the log
-OWNER = f"{socket.gethostname()}:{os.getpid()}"
+GRACE_SECONDS = 30.0  # a replaced fetcher or parser pool is closed this long after a reload
 
 
 @dataclass
@@ -69,6 +88,62 @@ class Runtime:
         self.unchanged = Coalescer(self.store.record_unchanged)
         self.in_flight = asyncio.Semaphore(2 * self.config.poll.concurrency)
 
+    @classmethod
+    def from_config(cls, config: Config, store: Store | None = None,
+                    fetcher: Fetcher | None = None) -> Runtime:
+        """Open the database (unless given), register this instance, compile the watchlists
+        and start what polling needs."""
+        store = store or Store(config.database)
+        store.ensure_feeds(config.feeds)
+        freed = store.release_dead(HOST, process_alive)
+        if freed:
+            log.warning("%d alerts claimed by a process that died are due again", freed)
+        store.heartbeat(OWNER, HOST, os.getpid(), __version__)
+        return cls(config=config, store=store, fetcher=fetcher or Fetcher(config.poll),
+                   parsers=_parsers(config), watchlists=compile_watchlists(config),
+                   targets=targets(config))
+
+    def reconfigure(self, config: Config) -> None:
+        """Apply a reloaded config. A new `poll` section gets a new fetcher and parser pool;
+        the old ones are closed after a grace period, so polls under way finish with them."""
+        self.store.ensure_feeds(config.feeds)
+        self.watchlists, self.targets = compile_watchlists(config), targets(config)
+        if config.poll != self.config.poll:
+            old_fetcher, old_parsers = self.fetcher, self.parsers
+            self.fetcher, self.parsers = Fetcher(config.poll), _parsers(config)
+            self.in_flight = asyncio.Semaphore(2 * config.poll.concurrency)
+            loop = asyncio.get_running_loop()
+            loop.call_later(GRACE_SECONDS, lambda: asyncio.ensure_future(old_fetcher.close()))
+            loop.call_later(GRACE_SECONDS, old_parsers.close)
+        self.config = config
+
+    async def poll(self, feed: FeedConfig, force: bool = False) -> PollReport:
+        """Poll one feed (see `poll`)."""
+        return await poll(feed, self, force)
+
+    async def poll_all(self, force: bool = False) -> list[PollReport]:
+        """Poll every configured feed concurrently (see `poll_all`)."""
+        return await poll_all(self, force)
+
+    def check_health(self) -> int:
+        """Update the configured feeds' health, queueing notices; how many changed."""
+        return check_health(self.store, {f.url for f in self.config.feeds}, self.targets,
+                            self.config.health)
+
+    async def deliver(self, now: datetime | None = None) -> DeliveryReport:
+        """Send what is due in the outbox (`now`: the clock, for tests)."""
+        return await deliver_due(self.store, self.targets, self.config.delivery, now=now)
+
+    async def run_cycle(self, force: bool = True, now: datetime | None = None) -> CycleReport:
+        """One whole cycle: every feed polled, feed health checked, due alerts delivered."""
+        polls = await self.poll_all(force)
+        changed = await asyncio.to_thread(self.check_health)
+        return CycleReport(polls, changed, await self.deliver(now))
+
+    def heartbeat(self) -> None:
+        """Tell other instances sharing the database that this one is alive."""
+        self.store.heartbeat(OWNER, HOST, os.getpid(), __version__)
+
     async def close(self) -> None:
         """Close connections, stop parser workers and release the database."""
         await self.fetcher.close()
@@ -76,18 +151,6 @@ class Runtime:
         with contextlib.suppress(StoreError):
             self.store.retire(OWNER)
         self.store.close()
-
-
-@dataclass(frozen=True)
-class PollReport:
-    """The outcome of polling one feed once."""
-
-    feed: str
-    status: str
-    new: int = 0
-    matched: int = 0
-    queued: int = 0
-    error: str | None = None
 
 
 def open_config(path: Path | str) -> Config:
@@ -113,33 +176,9 @@ def open_config(path: Path | str) -> Config:
     return config
 
 
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # it exists, under another user
-        pass
-    return True
-
-
-def build_runtime(config: Config, store: Store, fetcher: Fetcher | None = None) -> Runtime:
-    """Compile the watchlists and open what a cycle needs."""
-    store.ensure_feeds(config.feeds)
-    freed = store.release_dead(socket.gethostname(), _process_alive)
-    if freed:
-        log.warning("%d alerts claimed by a process that died are due again", freed)
-    store.heartbeat(OWNER, socket.gethostname(), os.getpid(), __version__)
+def _parsers(config: Config) -> ParserPool:
     poll_config = config.poll
-    parsers = ParserPool(poll_config.parsers, poll_config.parse_timeout, poll_config.parse_memory)
-    return Runtime(config=config, store=store, fetcher=fetcher or Fetcher(poll_config),
-                   parsers=parsers, watchlists=compile_watchlists(config), targets=targets(config))
-
-
-def retry_at(failures: int, base: float, cap: float) -> datetime:
-    """Capped exponential backoff with ±20 % jitter after `failures` failures in a row."""
-    delay = min(cap, base * 2 ** max(0, failures - 1))
-    return utcnow() + timedelta(seconds=delay * random.uniform(0.8, 1.2))  # noqa: S311
+    return ParserPool(poll_config.parsers, poll_config.parse_timeout, poll_config.parse_memory)
 
 
 def _eligible(entry: Entry, first_poll: bool, config: Config, now: datetime) -> bool:
@@ -180,17 +219,17 @@ def _feed_tags(rt: Runtime, entry: Entry) -> tuple[str, ...]:
     return feed.tags if feed else ()
 
 
-def _fail(rt: Runtime, feed: FeedConfig, row: FeedRow, fetch: FetchResult,
-          release: Release) -> PollReport:
+def _fail(rt: Runtime, feed: FeedConfig, row: FeedRow, failure: Failure, release: Release, *,
+          status: PollStatus = PollStatus.ERROR) -> PollReport:
     assert row.id is not None
     failures = row.consecutive_failures + 1
     when = retry_at(failures, FEED_RETRY_BASE, max(rt.config.poll.interval, FEED_RETRY_BASE))
-    if fetch.retry_after:
-        when = max(when, utcnow() + timedelta(seconds=min(fetch.retry_after, 86400)))
-    rt.store.record_failure(row.id, fetch, when, release)
+    if failure.retry_after:
+        when = max(when, utcnow() + timedelta(seconds=min(failure.retry_after, 86400)))
+    rt.store.record_failure(row.id, failure, when, release)
     first = " (started failing)" if failures == 1 else ""
-    log.warning("feed %s failed%s, %d in a row: %s", feed.title, first, failures, fetch.error)
-    return PollReport(feed.title, "error", error=fetch.error)
+    log.warning("feed %s failed%s, %d in a row: %s", feed.title, first, failures, failure.reason)
+    return PollReport(feed.title, status, error=failure.reason)
 
 
 async def poll(feed: FeedConfig, rt: Runtime, force: bool = False) -> PollReport:
@@ -218,21 +257,19 @@ async def poll(feed: FeedConfig, rt: Runtime, force: bool = False) -> PollReport
             except Exception as error:  # a bug or a hostile input we did not foresee
                 # Recorded like any failure, so it counts toward the feed's health.
                 log.debug("traceback", exc_info=error)
-                failed = FetchResult(url=feed.url, status=FetchStatus.ERROR,
-                                     error=f"internal error (a bug; please report it): "
-                                     f"{error!r}"[:300])
+                failed = Failure(f"internal error (a bug; please report it): {error!r}"[:300])
                 return await asyncio.to_thread(_fail, rt, feed, row, failed, release)
     except StoreError as error:
         log.error("feed %s: database error, nothing recorded (the next poll retries): %s",
                   feed.title, error)
-        return PollReport(feed.title, "database error", error=str(error))
+        return PollReport(feed.title, PollStatus.DATABASE_ERROR, error=str(error))
 
 
 def _skipped(rt: Runtime, feed: FeedConfig) -> PollReport:
     row = rt.store.feed(feed.url)
     if row.next_poll_at and row.next_poll_at > utcnow():
-        return PollReport(feed.title, "backing off", error=row.last_error)
-    return PollReport(feed.title, "leased", error=f"polled by {row.lease_owner}")
+        return PollReport(feed.title, PollStatus.BACKING_OFF, error=row.last_error)
+    return PollReport(feed.title, PollStatus.LEASED, error=f"polled by {row.lease_owner}")
 
 
 async def _poll(feed: FeedConfig, rt: Runtime, row: FeedRow, release: Release) -> PollReport:
@@ -241,20 +278,21 @@ async def _poll(feed: FeedConfig, rt: Runtime, row: FeedRow, release: Release) -
     metrics.FETCH_SECONDS.observe(fetch.elapsed)
     metrics.POLLS.labels(fetch.status.value).inc()
     if fetch.status is FetchStatus.ERROR:
-        return await asyncio.to_thread(_fail, rt, feed, row, fetch, release)
+        failed = Failure(fetch.error or "fetch failed", fetch.http_status, fetch.retry_after)
+        return await asyncio.to_thread(_fail, rt, feed, row, failed, release)
     if row.consecutive_failures:
         log.info("feed %s recovered after %d failures", feed.title, row.consecutive_failures)
     body_hash = hashlib.sha256(fetch.body).hexdigest() if fetch.status is FetchStatus.OK else None
     if fetch.status is FetchStatus.NOT_MODIFIED or body_hash == row.body_hash:
         await rt.unchanged.submit(Unchanged(row.id, fetch, row.body_hash, release))
         log.debug("feed %s unchanged", feed.title)
-        return PollReport(feed.title, "unchanged")
+        return PollReport(feed.title, PollStatus.UNCHANGED)
     with metrics.PARSE_SECONDS.time():
         parsed = await rt.parsers.parse(fetch.body, feed.url, feed.name or "", fetch.headers)
     if parsed.error:
-        failed = FetchResult(url=feed.url, status=FetchStatus.ERROR,
-                             http_status=fetch.http_status, error=parsed.error)
-        return await asyncio.to_thread(_fail, rt, feed, row, failed, release)
+        failed = Failure(parsed.error, fetch.http_status)
+        return await asyncio.to_thread(_fail, rt, feed, row, failed, release,
+                                       status=PollStatus.PARSE_ERROR)
     for reason in parsed.skipped[:MAX_SKIPPED_LOGGED]:
         log.warning("feed %s: %s", feed.title, reason)
     # Dedupe, match and record in a thread: the event loop keeps fetching meanwhile.
@@ -266,7 +304,7 @@ async def _poll(feed: FeedConfig, rt: Runtime, row: FeedRow, release: Release) -
         metrics.MATCHES.labels(match.watchlist).inc()
     log.info("feed %s: %d entries, %d new, %d matched, %d alerts queued", feed.title,
              len(parsed.entries), len(items), matched, queued)
-    return PollReport(feed.title, "ok", new=len(items), matched=matched, queued=queued)
+    return PollReport(feed.title, PollStatus.OK, new=len(items), matched=matched, queued=queued)
 
 
 def _record(rt: Runtime, row: FeedRow, fetch: FetchResult, body_hash: str | None,
@@ -287,7 +325,7 @@ def _note_updates(rt: Runtime, feed_id: int, entries: Sequence[Entry]) -> int:
     queued = 0
     for revision in rt.store.retitled(feed_id, entries):
         title, body = render_update(revision.entry, revision.old_title)
-        drafts = [Draft(t.id, t.label, title, body, kind="update")
+        drafts = [Draft(t.id, t.label, title, body, kind=DeliveryKind.UPDATE)
                   for t in rt.targets if t.updates and t.id in revision.targets]
         queued += rt.store.record_revision(revision.entry_id, revision.entry.title, drafts)
     return queued
@@ -306,5 +344,6 @@ async def poll_all(rt: Runtime, force: bool = False) -> list[PollReport]:
             raise result
         log.error("feed %s: internal error (a bug; please report it): %r", feed.title, result)
         log.debug("traceback", exc_info=result)
-        reports.append(PollReport(feed.title, "error", error=f"internal error: {result!r}"))
+        reports.append(PollReport(feed.title, PollStatus.ERROR,
+                                  error=f"internal error: {result!r}"))
     return reports

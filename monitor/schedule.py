@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta, tzinfo
 from typing import Literal
 
-RANK = {"low": 0, "normal": 1, "high": 2}
+from monitor.models import Priority
+
 QUIET, RATE, DIGEST = "quiet hours", "rate limit", "digest"
 
 
@@ -27,7 +28,7 @@ class Policy:
     rate_limit: tuple[int, timedelta] | None = None
     quiet: tuple[time, time] | None = None
     zone: tzinfo = UTC
-    urgent: str | None = "high"
+    urgent: Priority | None = Priority.HIGH
     digest_limit: int = 50
 
 
@@ -37,7 +38,7 @@ class Pending:
     it was queued (None: just now)."""
 
     id: int
-    priority: str = "normal"
+    priority: Priority = Priority.NORMAL
     held: str | None = None
     queued: datetime | None = None
 
@@ -88,7 +89,7 @@ def next_digest(policy: Policy, now: datetime) -> datetime:
 
 
 def _urgent(policy: Policy, row: Pending) -> bool:
-    return policy.urgent is not None and RANK.get(row.priority, 1) >= RANK[policy.urgent]
+    return policy.urgent is not None and row.priority.rank >= policy.urgent.rank
 
 
 def plan(policy: Policy, due: Sequence[Pending], sent: Sequence[datetime],

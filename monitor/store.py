@@ -14,7 +14,6 @@ import os
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -43,7 +42,20 @@ from monitor import clustering
 from monitor.config import FeedConfig
 from monitor.dedupe import entry_key, story_keys
 from monitor.errors import StoreError, UnknownFeed
-from monitor.models import Entry, FetchResult, FetchStatus, Match
+from monitor.models import (
+    Claim,
+    DeliveryKind,
+    Draft,
+    Entry,
+    Failure,
+    FetchResult,
+    FetchStatus,
+    HealthState,
+    Release,
+    Revision,
+    Seen,
+    Unchanged,
+)
 from monitor.secrets import mask_url
 from monitor.tables import (
     SCHEMA_VERSION,
@@ -62,59 +74,8 @@ from monitor.tables import (
 _IN_BATCH = 500
 
 
-@dataclass(frozen=True)
-class Draft:
-    """An alert ready to queue for one target."""
-
-    target: str
-    target_name: str
-    title: str
-    body: str
-    fields: str | None = None  # message.AlertFields as JSON, for alerts
-    kind: str = "alert"
-
-
-@dataclass(frozen=True)
-class Release:
-    """The end of an instance's lease on a feed: `owner` keeps it until `until`."""
-
-    owner: str
-    until: datetime
-
-
-@dataclass(frozen=True)
-class Revision:
-    """An alerted entry that its feed re-titled, and the targets that got its alert."""
-
-    entry_id: int
-    old_title: str
-    entry: Entry
-    targets: frozenset[str]
-
-
 def _same_title(a: str, b: str) -> bool:
     return " ".join(a.split()).casefold() == " ".join(b.split()).casefold()
-
-
-@dataclass(frozen=True)
-class Claim:
-    """A request to take a feed's lease (see `Store.claim_feed`)."""
-
-    url: str
-    owner: str
-    lease: float
-    respect_backoff: bool = True
-
-
-@dataclass(frozen=True)
-class Unchanged:
-    """A successful poll to record without entries: the fetch and the body's hash."""
-
-    feed_id: int
-    fetch: FetchResult
-    body_hash: str | None
-    release: Release | None = None
-    outlet: str | None = None  # the feed document's title, when the body was parsed
 
 
 def _record_state(session: Session, poll: Unchanged, now: datetime, new: int) -> None:
@@ -142,15 +103,6 @@ def _released(release: Release) -> dict[str, Any]:
     """Column values that end the lease, if this instance still holds it."""
     return {"lease_until": case((col(FeedRow.lease_owner) == release.owner, release.until),
                                 else_=col(FeedRow.lease_until))}
-
-
-@dataclass(frozen=True)
-class Seen:
-    """A new entry to record; `drafts` are queued only if its story was not alerted before."""
-
-    entry: Entry
-    matches: list[Match] = field(default_factory=list)
-    drafts: list[Draft] = field(default_factory=list)
 
 
 def _sqlite_pragmas(engine: Engine) -> None:
@@ -351,7 +303,7 @@ class Store:
         with self.transaction() as session:
             rows = {r.url: r for r in session.exec(select(FeedRow))}
             missing = [{"url": f.url, "name": f.title, "entries_seen": 0,
-                        "consecutive_failures": 0, "health": "ok"}
+                        "consecutive_failures": 0, "health": HealthState.OK}
                        for f in feeds if f.url not in rows]
             if missing:  # another instance may be adding the same feeds right now
                 _insert_new_rows(session, FeedRow, missing)
@@ -401,7 +353,7 @@ class Store:
             for entry_id, key, title in found:
                 if entry_id is not None and title and not _same_title(title, keyed[key].title):
                     targets = session.exec(select(Delivery.target).where(
-                        Delivery.entry_id == entry_id, Delivery.kind == "alert")).all()
+                        Delivery.entry_id == entry_id, Delivery.kind == DeliveryKind.ALERT)).all()
                     revisions.append(Revision(entry_id, title, keyed[key], frozenset(targets)))
             return revisions
 
@@ -418,7 +370,7 @@ class Store:
                 return 0
             for note in notes:
                 session.add(Delivery(entry_id=entry_id, target=note.target,
-                                     target_name=note.target_name, watchlists="update",
+                                     target_name=note.target_name, watchlists=DeliveryKind.UPDATE,
                                      title=note.title, body=note.body, kind=note.kind,
                                      created_at=now, next_attempt_at=now))
             return len(notes)
@@ -555,7 +507,7 @@ class Store:
             return None
         return float((last - first).total_seconds()) / (polls - 1)
 
-    def set_health(self, feed_id: int, state: str, notices: Sequence[Draft]) -> None:
+    def set_health(self, feed_id: int, state: HealthState, notices: Sequence[Draft]) -> None:
         """Record a feed's new health state and queue its notices, in one transaction."""
         with self.transaction() as session:
             session.execute(update(FeedRow).where(col(FeedRow.id) == feed_id)
@@ -563,7 +515,7 @@ class Store:
             for notice in notices:
                 session.add(Delivery(entry_id=None, target=notice.target,
                                      target_name=notice.target_name, watchlists="health",
-                                     title=notice.title, body=notice.body, kind="notice"))
+                                     title=notice.title, body=notice.body, kind=notice.kind))
 
     def claim_feed(self, url: str, owner: str, lease: float,
                    respect_backoff: bool = True) -> FeedRow | None:
@@ -625,7 +577,7 @@ class Store:
             return list(session.exec(select(InstanceRow)
                                      .order_by(col(InstanceRow.heartbeat_at).desc())))
 
-    def record_failure(self, feed_id: int, fetch: FetchResult, retry_at: datetime,
+    def record_failure(self, feed_id: int, failure: Failure, retry_at: datetime,
                        release: Release | None = None) -> int:
         """Record a failed poll (and end this instance's lease); returns the feed's consecutive
         failures so far."""
@@ -635,11 +587,11 @@ class Store:
             if release and row.lease_owner == release.owner:
                 row.lease_until = release.until
             row.last_poll_at = utcnow()
-            row.last_status = fetch.status.value
-            row.http_status = fetch.http_status
+            row.last_status = FetchStatus.ERROR.value
+            row.http_status = failure.http_status
             row.consecutive_failures += 1
             row.failing_since = row.failing_since or row.last_poll_at
-            row.last_error = fetch.error
+            row.last_error = failure.reason
             row.next_poll_at = retry_at
             return row.consecutive_failures
 
@@ -735,7 +687,7 @@ class Store:
             alert = session.get(Delivery, delivery_ids[0]) if sources_note else None
             if sources_note and alert is not None and alert.entry_id is not None:
                 session.add(Delivery(entry_id=alert.entry_id, target=alert.target,
-                                     target_name=alert.target_name, kind="sources",
+                                     target_name=alert.target_name, kind=DeliveryKind.SOURCES,
                                      watchlists=alert.watchlists, title=alert.title,
                                      body="", fields=alert.fields,
                                      # Entries' seen_at is wall-clock time, not `now` (which

@@ -278,15 +278,13 @@ def run_cycle(config: Path, *moments: datetime) -> list[int]:
     sent at each."""
     import asyncio
 
-    from monitor.outbox import deliver_due
-    from monitor.pipeline import build_runtime, open_config, poll_all
-    from monitor.store import Store
+    from monitor.pipeline import Runtime, open_config
 
     async def go() -> list[int]:
-        rt = build_runtime(open_config(config), Store(open_config(config).database))
+        rt = Runtime.from_config(open_config(config))
         try:
-            await poll_all(rt)
-            return [(await deliver_due(rt, now=moment)).sent for moment in moments]
+            await rt.poll_all()
+            return [(await rt.deliver(now=moment)).sent for moment in moments]
         finally:
             await rt.close()
     return asyncio.run(go())

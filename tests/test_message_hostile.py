@@ -25,10 +25,8 @@ from monitor.cli import main
 from monitor.config import parse_config
 from monitor.errors import ConfigError
 from monitor.message import AlertFields, Story, Style, Template, render_story
-from monitor.outbox import deliver_due
-from monitor.pipeline import build_runtime, open_config, poll_all
+from monitor.pipeline import Runtime, open_config
 from monitor.schedule import Policy, next_digest
-from monitor.store import Store
 from tests.conftest import FeedServer, Mailbox, Sink, TelegramApi, run_cycle, write_config
 
 # A markdown link disguised as a prompt, a script, an image with a handler, javascript: links.
@@ -362,7 +360,7 @@ def test_event_loop_keeps_running_while_a_template_renders(
     config = _overrunning_setup(tmp_path, feed_server, sink)
 
     async def go() -> tuple[int, int]:
-        rt = build_runtime(open_config(config), Store(open_config(config).database))
+        rt = Runtime.from_config(open_config(config))
         ticks = 0
 
         async def tick() -> None:
@@ -372,9 +370,9 @@ def test_event_loop_keeps_running_while_a_template_renders(
                 ticks += 1
 
         try:
-            await poll_all(rt)
+            await rt.poll_all()
             ticker = asyncio.create_task(tick())
-            report = await deliver_due(rt, now=datetime.now(UTC) + timedelta(seconds=30))
+            report = await rt.deliver(now=datetime.now(UTC) + timedelta(seconds=30))
             ticker.cancel()
             return report.sent, ticks
         finally:

@@ -7,6 +7,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from monitor.models import Priority
 from monitor.schedule import (
     DIGEST,
     QUIET,
@@ -66,14 +67,14 @@ def test_immediate_alerts_go_one_by_one() -> None:
 
 def test_quiet_hours_hold_all_but_urgent_alerts_until_they_end() -> None:
     """At 23:00 a normal alert waits for 07:00; a high-priority one goes now."""
-    decided = plan(NIGHT, [Pending(1, "normal"), Pending(2, "high")], [], seoul(23))
+    decided = plan(NIGHT, [Pending(1, Priority.NORMAL), Pending(2, Priority.HIGH)], [], seoul(23))
     assert decided.singles == [2]
     assert decided.hold == {1: (seoul(7, day=28), QUIET)}
 
 
 def test_urgent_none_holds_everything_in_quiet_hours() -> None:
     """`urgent: none` lets nothing through quiet hours."""
-    decided = plan(Policy(quiet=NIGHT.quiet, zone=SEOUL, urgent=None), [Pending(1, "high")], [],
+    decided = plan(Policy(quiet=NIGHT.quiet, zone=SEOUL, urgent=None), [Pending(1, Priority.HIGH)], [],
                    seoul(23))
     assert decided.singles == [] and 1 in decided.hold
 

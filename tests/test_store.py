@@ -10,8 +10,8 @@ import pytest
 from monitor.cli import main
 from monitor.config import FeedConfig
 from monitor.errors import StoreError
-from monitor.models import Entry, FetchResult, FetchStatus, Hit, Match
-from monitor.store import Claim, Draft, Seen, Store
+from monitor.models import Claim, Draft, Entry, FetchResult, FetchStatus, Hit, Match, Seen
+from monitor.store import Store
 from monitor.tables import SCHEMA_VERSION
 from tests.conftest import write_config
 
@@ -113,7 +113,7 @@ def test_nothing_new_polls_recorded_together_keep_or_update_validators(
     stores its new ones, failures are cleared, and only this instance's lease ends."""
     from datetime import timedelta
 
-    from monitor.store import Release, Unchanged
+    from monitor.models import Release, Unchanged
     from monitor.tables import utcnow
 
     store = Store(f"sqlite:///{tmp_path / 'm.db'}")
