@@ -25,15 +25,13 @@ from rich.progress import track
 from monitor import __version__
 from monitor.config import Config, FeedConfig, default_config_path, parse_duration, require_work
 from monitor.daemon import Daemon
-from monitor.errors import ConfigError, OpmlError, StoreError
+from monitor.errors import ConfigError, FetchError, OpmlError, ParseError, StoreError
 from monitor.feedlist import MAX_NAME, FeedLink, add_feeds, read_opml, write_opml, write_private
-from monitor.fetcher import Fetcher
 from monitor.logs import printable, setup_logging
 from monitor.matcher import compile_watchlists, match_entry
-from monitor.models import FetchStatus, PollStatus
+from monitor.models import PollStatus
 from monitor.notifier import send, targets
-from monitor.parser import parse_feed
-from monitor.pipeline import Runtime, open_config
+from monitor.pipeline import Runtime, match_entries, open_config, read_feed
 from monitor.report import describe_match, match_record
 from monitor.secrets import redact
 from monitor.status import (
@@ -50,7 +48,6 @@ from monitor.tables import utcnow
 log = logging.getLogger("monitor")
 EXIT_FAILED, EXIT_CONFIG, EXIT_DATABASE = 1, 2, 3
 T = TypeVar("T")
-MAX_MATCH_FILE = 50 * 1024**2
 
 
 class _Parser(argparse.ArgumentParser):
@@ -170,22 +167,6 @@ def _check(config: Config) -> int:
     return 0
 
 
-async def _read_source(source: str, config: Config) -> tuple[bytes, dict[str, str]]:
-    if source.startswith(("http://", "https://")):
-        fetcher = Fetcher(config.poll)
-        try:
-            result = await fetcher.fetch(source)
-        finally:
-            await fetcher.close()
-        if result.status is not FetchStatus.OK:
-            raise OSError(result.error or "not fetched")
-        return result.body, result.headers
-    path = Path(source)
-    if path.stat().st_size > MAX_MATCH_FILE:
-        raise OSError(f"larger than {MAX_MATCH_FILE // 1024**2} MB")
-    return path.read_bytes(), {}
-
-
 def _with_progress(items: list[T], description: str) -> Iterable[T]:
     """`items`, with a progress bar on a terminal when there are many; quiet in pipes."""
     console = Console(stderr=True)
@@ -196,23 +177,19 @@ def _with_progress(items: list[T], description: str) -> Iterable[T]:
 
 def _match(config: Config, source: str, as_json: bool) -> int:
     try:
-        body, headers = asyncio.run(_read_source(source, config))
-    except OSError as error:
+        parsed = asyncio.run(read_feed(config, source))
+    except FetchError as error:
         print(f"monitor: cannot read {source}: {error}", file=sys.stderr)
         return EXIT_FAILED
-    parsed = parse_feed(body, source, "", headers)
-    if parsed.error:
-        print(f"monitor: {source}: {parsed.error}", file=sys.stderr)
+    except ParseError as error:
+        print(f"monitor: {source}: {error}", file=sys.stderr)
         return EXIT_FAILED
-    compiled = compile_watchlists(config)
-    count = 0
-    for entry in parsed.entries:
-        for match in match_entry(entry, compiled):
-            count += 1
-            print(json.dumps(match_record(entry, match), ensure_ascii=False) if as_json
-                  else describe_match(entry, match))
+    found = match_entries(parsed.entries, compile_watchlists(config))
+    for entry, match in found:
+        print(json.dumps(match_record(entry, match), ensure_ascii=False) if as_json
+              else describe_match(entry, match))
     if not as_json:
-        print(f"{count} matches in {len(parsed.entries)} entries")
+        print(f"{len(found)} matches in {len(parsed.entries)} entries")
     return 0
 
 
@@ -315,13 +292,12 @@ async def _checked_feed(config: Config, url: str, name: str | None) -> list[Feed
         print(f"monitor: {url} is not an http(s) URL", file=sys.stderr)
         return []
     try:
-        body, headers = await _read_source(url, config)
-    except OSError as error:
+        parsed = await read_feed(config, url)
+    except FetchError as error:
         print(f"monitor: cannot fetch {url}: {error}", file=sys.stderr)
         return []
-    parsed = parse_feed(body, url, "", headers)
-    if parsed.error:
-        print(f"monitor: {url}: {parsed.error}", file=sys.stderr)
+    except ParseError as error:
+        print(f"monitor: {url}: {error}", file=sys.stderr)
         return []
     return [FeedLink(url, (name or parsed.title)[:MAX_NAME] or None)]
 

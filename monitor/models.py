@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -158,6 +159,12 @@ class Match:
                 aliases.append(hit.alias)
         return grouped
 
+    def explanation(self) -> Explanation:
+        """What explains this match, as it is kept with the entry."""
+        terms = tuple((entity, tuple(aliases)) for entity, aliases in
+                      self.terms_by_entity().items())
+        return Explanation(self.watchlist, terms, self.highlighted_snippet(""))
+
     def highlighted_snippet(self, mark: str = "**") -> str:
         """The snippet with each matched term wrapped in `mark` (markdown bold by default)."""
         text, pieces, cursor = self.snippet, [], 0
@@ -269,3 +276,32 @@ class Unchanged:
     body_hash: str | None
     release: Release | None = None
     outlet: str | None = None  # the feed document's title, when the body was parsed
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """Why an entry matched a watchlist, kept with the entry when it is recorded so that pages
+    and feeds showing it later never run the matcher again."""
+
+    watchlist: str
+    terms: tuple[tuple[str, tuple[str, ...]], ...]  # entity, the aliases of it found
+    snippet: str
+
+    def describe(self) -> str:
+        """"watchlist: entity (alias, alias), entity (alias)"."""
+        return f"{self.watchlist}: " + ", ".join(
+            f"{entity} ({', '.join(aliases)})" for entity, aliases in self.terms)
+
+    @staticmethod
+    def dump(explanations: list[Explanation]) -> str:
+        return json.dumps([[e.watchlist, [[n, list(a)] for n, a in e.terms], e.snippet]
+                           for e in explanations], ensure_ascii=False)
+
+    @staticmethod
+    def load(text: str | None) -> list[Explanation]:
+        """Explanations from `dump`; none from an empty or unreadable column (older rows)."""
+        try:
+            return [Explanation(str(name), tuple((str(n), tuple(map(str, a))) for n, a in terms),
+                                str(snippet)) for name, terms, snippet in json.loads(text or "[]")]
+        except (ValueError, TypeError):
+            return []

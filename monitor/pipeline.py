@@ -27,7 +27,7 @@ from monitor import __version__, metrics
 from monitor.backoff import retry_at
 from monitor.coalescer import Coalescer
 from monitor.config import Config, FeedConfig, load_config
-from monitor.errors import StoreError
+from monitor.errors import FetchError, ParseError, StoreError
 from monitor.fetcher import Fetcher
 from monitor.health import check_health
 from monitor.instance import HOST, OWNER, process_alive
@@ -43,6 +43,7 @@ from monitor.models import (
     Failure,
     FetchResult,
     FetchStatus,
+    Match,
     PollReport,
     PollStatus,
     Release,
@@ -51,7 +52,7 @@ from monitor.models import (
 )
 from monitor.notifier import Target, route, targets
 from monitor.outbox import deliver_due
-from monitor.parser import ParsedFeed
+from monitor.parser import ParsedFeed, parse_feed
 from monitor.secrets import register_secrets, secrets_of
 from monitor.store import Store
 from monitor.tables import FeedRow, utcnow
@@ -61,6 +62,7 @@ log = logging.getLogger("monitor")
 FEED_RETRY_BASE = 60.0
 MAX_SKIPPED_LOGGED = 5  # unreadable entries logged per poll: a hostile feed cannot flood the log
 GRACE_SECONDS = 30.0  # a replaced fetcher or parser pool is closed this long after a reload
+MAX_FEED_FILE = 50 * 1024**2  # a feed read from a file (`match FILE`)
 
 
 @dataclass
@@ -329,6 +331,37 @@ def _note_updates(rt: Runtime, feed_id: int, entries: Sequence[Entry]) -> int:
                   for t in rt.targets if t.updates and t.id in revision.targets]
         queued += rt.store.record_revision(revision.entry_id, revision.entry.title, drafts)
     return queued
+
+
+async def read_feed(config: Config, source: str) -> ParsedFeed:
+    """The feed at `source` (an http(s) URL, fetched with the configured limits, or a file),
+    parsed; for `match` and `feeds add`. FetchError when it cannot be read, ParseError when it
+    is not a feed."""
+    if source.startswith(("http://", "https://")):
+        fetcher = Fetcher(config.poll)
+        try:
+            result = await fetcher.fetch(source)
+        finally:
+            await fetcher.close()
+        if result.status is not FetchStatus.OK:
+            raise FetchError(result.error or "not fetched")
+        body, headers = result.body, result.headers
+    else:
+        try:
+            if Path(source).stat().st_size > MAX_FEED_FILE:
+                raise FetchError(f"larger than {MAX_FEED_FILE // 1024**2} MB")
+            body, headers = Path(source).read_bytes(), {}
+        except OSError as error:
+            raise FetchError(str(error)) from None
+    parsed = parse_feed(body, source, "", headers)
+    if parsed.error:
+        raise ParseError(parsed.error)
+    return parsed
+
+
+def match_entries(entries: Sequence[Entry], watchlists: Watchlists) -> list[tuple[Entry, Match]]:
+    """Each entry with each watchlist it satisfies, in order (nothing is recorded)."""
+    return [(entry, match) for entry in entries for match in match_entry(entry, watchlists)]
 
 
 async def poll_all(rt: Runtime, force: bool = False) -> list[PollReport]:

@@ -47,6 +47,7 @@ from monitor.models import (
     DeliveryKind,
     Draft,
     Entry,
+    Explanation,
     Failure,
     FetchResult,
     FetchStatus,
@@ -124,6 +125,7 @@ def _sqlite_pragmas(engine: Engine) -> None:
 _MIGRATIONS: dict[int, list[tuple[type[SQLModel], str]]] = {
     2: [(Delivery, "kind"), (Delivery, "fields"), (Delivery, "held"), (EntryRow, "revised_at")],
     3: [(FeedRow, "outlet")],
+    4: [(EntryRow, "explained")],
 }
 
 
@@ -182,6 +184,7 @@ def _entry_values(feed_id: int, item: Seen, now: datetime) -> dict[str, Any]:
             "title": entry.title[:2000], "summary": entry.summary, "content": entry.content,
             "language": (entry.language or "")[:32] or None, "published": entry.published,
             "seen_at": now, "matched": json.dumps([m.watchlist for m in item.matches]),
+            "explained": Explanation.dump([m.explanation() for m in item.matches]),
             "alerted": False}
 
 

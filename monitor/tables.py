@@ -12,7 +12,7 @@ from enum import StrEnum
 from sqlalchemy import Column, Index, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 
 def utcnow() -> datetime:
@@ -94,6 +94,8 @@ class EntryRow(SQLModel, table=True):
     published: datetime | None = None
     seen_at: datetime = Field(default_factory=utcnow, index=True)
     matched: str = Field(default="", max_length=1024)
+    # Why it matched (models.Explanation.dump), for pages that show it later; v4.
+    explained: str = Field(default="", sa_column=Column(Text, server_default=""))
     alerted: bool = False
     # The story this entry belongs to (entries of other feeds reporting it join it).
     story_id: int | None = Field(default=None, foreign_key="stories.id", index=True)

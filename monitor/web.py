@@ -17,19 +17,19 @@ import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from monitor import metrics
+from monitor.config import Config
 from monitor.errors import StoreError
 from monitor.httpserver import SECURITY_HEADERS, App, BoundedServer, StartResponse
-from monitor.matcher import match_entry
-from monitor.models import Match
+from monitor.models import Explanation
 from monitor.parser import safe_link
 from monitor.secrets import redact
 from monitor.status import format_time, gather_status
-from monitor.store import entry_of
+from monitor.store import Store
 from monitor.tables import EntryRow, utcnow
 
 log = logging.getLogger("monitor")
@@ -39,26 +39,34 @@ ALLOWED = ("GET", "HEAD")
 TEXT = "text/plain; charset=utf-8"
 
 
+class Readable(Protocol):
+    """The read-only view of the running daemon that the pages need (the pipeline's
+    `Runtime` is one): its current config and its store."""
+
+    @property
+    def config(self) -> Config: ...
+
+    @property
+    def store(self) -> Store: ...
+
+
 @dataclass
 class WebState:
-    """What the pages read: the runtime (swapped on reload) and whether the scheduler runs."""
+    """What the pages read: the running daemon (its config changes on reload) and whether the
+    scheduler runs."""
 
-    runtime: Any
+    runtime: Readable
     scheduler_running: Callable[[], bool]
 
 
-def _latest(state: WebState) -> list[tuple[EntryRow, str, list[Match]]]:
-    rt = state.runtime
-    found = []
-    for row, feed in rt.store.matches_since(utcnow() - timedelta(days=30))[:LATEST]:
-        found.append((row, feed, match_entry(entry_of(row, "", feed), rt.watchlists)))
-    return found
+def _latest(state: WebState) -> list[tuple[EntryRow, str, list[Explanation]]]:
+    """The latest matches with the explanations recorded with them (never matched again)."""
+    rows = state.runtime.store.matches_since(utcnow() - timedelta(days=30))[:LATEST]
+    return [(row, feed, Explanation.load(row.explained)) for row, feed in rows]
 
 
-def _explain(matches: list[Match]) -> str:
-    return "; ".join(f"{m.watchlist}: " + ", ".join(
-        f"{entity} ({', '.join(aliases)})" for entity, aliases in m.terms_by_entity().items())
-        for m in matches)
+def _explain(explanations: list[Explanation]) -> str:
+    return "; ".join(e.describe() for e in explanations)
 
 
 def atom_feed(state: WebState, base: str) -> bytes:
@@ -83,7 +91,7 @@ def atom_feed(state: WebState, base: str) -> bytes:
         link = safe_link(row.link)
         if link:
             ET.SubElement(item, f"{{{ATOM}}}link", href=redact(link))
-        snippet = matches[0].highlighted_snippet("") if matches else row.summary[:240]
+        snippet = matches[0].snippet if matches else row.summary[:240]
         summary = f"[{source}] {_explain(matches) or row.matched}\n\n{snippet}"
         ET.SubElement(item, f"{{{ATOM}}}summary").text = redact(summary)
     return bytes(ET.tostring(feed, encoding="utf-8", xml_declaration=True))

@@ -225,7 +225,7 @@ def test_version_1_database_is_upgraded_in_place(tmp_path: Path, feed_server: Fe
     Store(open_config(config).database).close()
     with sqlite3.connect(tmp_path / "monitor.db") as db:
         for table, column in [("outbox", "kind"), ("outbox", "fields"), ("outbox", "held"),
-                              ("entries", "revised_at")]:
+                              ("entries", "revised_at"), ("entries", "explained")]:
             db.execute(f"alter table {table} drop column {column}")
         db.execute("drop table messages")
         db.execute("update meta set value = '1' where key = 'schema_version'")

@@ -74,8 +74,8 @@ def test_quiet_hours_hold_all_but_urgent_alerts_until_they_end() -> None:
 
 def test_urgent_none_holds_everything_in_quiet_hours() -> None:
     """`urgent: none` lets nothing through quiet hours."""
-    decided = plan(Policy(quiet=NIGHT.quiet, zone=SEOUL, urgent=None), [Pending(1, Priority.HIGH)], [],
-                   seoul(23))
+    decided = plan(Policy(quiet=NIGHT.quiet, zone=SEOUL, urgent=None),
+                   [Pending(1, Priority.HIGH)], [], seoul(23))
     assert decided.singles == [] and 1 in decided.hold
 
 

@@ -345,3 +345,37 @@ def test_healthz_is_503_when_the_scheduler_is_not_running() -> None:
     body = b"".join(app({"PATH_INFO": "/healthz"}, lambda status, headers: answers.append(status)))
     assert answers == ["503 Service Unavailable"]
     assert body == b"scheduler not running\n"
+
+
+@dataclass(frozen=True)
+class _View:
+    """A read-only view of a daemon for the pages: a config and a store, no watchlists."""
+
+    config: Any
+    store: Any
+
+
+def test_pages_explain_matches_as_recorded_without_matching_again(
+        tmp_path: Path, feed_server: FeedServer, sink: Sink) -> None:
+    """After a cycle, /feed.xml and / explain the match with the terms recorded with the entry,
+    from a view that has no watchlists to match with."""
+    from monitor.pipeline import open_config
+    from monitor.store import Store
+    from monitor.web import WebState, atom_feed, status_page
+    from tests.conftest import run_cycle
+
+    config = write_config(tmp_path, [{"url": feed_server.serve("/ru.xml", hostile_feed()),
+                                      "name": "RU"}], [{"url": sink.url}])
+    assert run_cycle(config) == []
+    loaded = open_config(config)
+    store = Store(loaded.database)
+    try:
+        state = WebState(_View(loaded, store), scheduler_running=lambda: True)
+        summary = ET.fromstring(atom_feed(state, "http://127.0.0.1:1")).findtext(
+            f"{ATOM}entry/{ATOM}summary") or ""
+        page = status_page(state).decode()
+    finally:
+        store.close()
+    explained = "russia-dprk: russia_related (Лавров*), dprk_related (Пхеньян*)"
+    assert summary.startswith(f"[RU] {explained}"), summary
+    assert html.escape(explained) in page
