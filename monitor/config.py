@@ -23,7 +23,6 @@ import yaml
 from pydantic import (
     BaseModel,
     BeforeValidator,
-    ConfigDict,
     Field,
     ValidationError,
     field_validator,
@@ -31,8 +30,10 @@ from pydantic import (
 )
 
 from monitor.errors import ConfigError, WatchlistError
-from monitor.models import Priority
+from monitor.matcher import compile_watchlists
+from monitor.message import check_template
 from monitor.secrets import mask_url
+from monitor.watchlist import EntityAliases, StrictModel, Tags, WatchlistConfig
 
 DEFAULT_CONFIG = "config.yaml"
 # libyaml's safe loader where PyYAML was built with it: 10x faster on a config of many feeds.
@@ -83,14 +84,9 @@ def parse_size(value: Any) -> int:
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 Size = Annotated[int, BeforeValidator(parse_size)]
-Tags = Annotated[tuple[str, ...], BeforeValidator(lambda v: (v,) if isinstance(v, str) else v)]
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class FeedConfig(_Model):
+class FeedConfig(StrictModel):
     """One feed to poll."""
 
     url: str = Field(max_length=2048)
@@ -153,7 +149,7 @@ def parse_zone(value: Any) -> str:
     return str(value)
 
 
-class TemplateConfig(_Model):
+class TemplateConfig(StrictModel):
     """A target's own alert title and body (Jinja2; see the README for the fields)."""
 
     title: str | None = None
@@ -162,14 +158,12 @@ class TemplateConfig(_Model):
     @field_validator("title", "body")
     @classmethod
     def _renders(cls, template: str | None) -> str | None:
-        from monitor.message import check_template  # noqa: PLC0415 (message imports models)
-
         if template is not None:
             check_template(template)
         return template
 
 
-class NotifyConfig(_Model):
+class NotifyConfig(StrictModel):
     """One Apprise target: what reaches it (`tags`), at what pace and in what form."""
 
     url: str = Field(min_length=3)
@@ -208,7 +202,7 @@ class NotifyConfig(_Model):
         return "text" if scheme == "console" else "markdown"
 
 
-class PollConfig(_Model):
+class PollConfig(StrictModel):
     """How feeds are fetched and what counts as news."""
 
     interval: Duration = Field(default=900.0, ge=10)
@@ -228,7 +222,7 @@ class PollConfig(_Model):
     user_agent: str | None = None
 
 
-class DeliveryConfig(_Model):
+class DeliveryConfig(StrictModel):
     """How the outbox retries a target that is down."""
 
     interval: Duration = Field(default=30.0, ge=1)
@@ -238,7 +232,7 @@ class DeliveryConfig(_Model):
     timeout: Duration = Field(default=30.0, gt=0)
 
 
-class HealthConfig(_Model):
+class HealthConfig(StrictModel):
     """Notices about feeds that keep failing or have gone quiet, sent to targets with `tag`."""
 
     tag: str | None = None
@@ -248,7 +242,7 @@ class HealthConfig(_Model):
     interval: Duration = Field(default=300.0, ge=1)
 
 
-class HttpConfig(_Model):
+class HttpConfig(StrictModel):
     """The optional HTTP endpoint (/healthz, /metrics, /feed.xml, /)."""
 
     listen: str | None = None
@@ -262,47 +256,7 @@ class HttpConfig(_Model):
         return listen
 
 
-class RuleConfig(_Model):
-    """all of / any of / none of, over entity names, optionally within a sentence or N words."""
-
-    all: tuple[str, ...] = ()
-    any: tuple[str, ...] = ()
-    none: tuple[str, ...] = ()
-    within: Literal["sentence"] | Annotated[int, Field(ge=1)] | None = None
-
-    @model_validator(mode="after")
-    def _not_empty(self) -> RuleConfig:
-        if not self.all and not self.any:
-            raise ValueError("a rule needs `all` or `any` (a list of entity names)")
-        return self
-
-
-EntityAliases = tuple[str, ...] | dict[str, tuple[str, ...]]
-
-
-class ListsConfig(_Model):
-    """Enumerations such as "Iran, Russia, North Korea and China": their names do not count."""
-
-    of: tuple[str, ...] = Field(min_length=1)
-    min_items: int = Field(default=3, ge=2)
-
-
-class WatchlistConfig(_Model):
-    """A named set of rules; a story matches when any rule holds and no exclusion does."""
-
-    name: str = Field(min_length=1)
-    description: str = ""
-    fields: tuple[Literal["title", "summary", "content"], ...] = ("title", "summary", "content")
-    tags: Tags = ()
-    priority: Priority = Priority.NORMAL
-    entities: dict[str, EntityAliases] = Field(default_factory=dict)
-    rules: tuple[RuleConfig, ...] = Field(min_length=1)
-    none: tuple[str, ...] = ()
-    ignore: tuple[str, ...] = ()
-    lists: ListsConfig | None = None
-
-
-class Config(_Model):
+class Config(StrictModel):
     """The whole validated configuration."""
 
     database: str = ""
@@ -523,8 +477,6 @@ def parse_config(text: str, path: Path | str = "<config>") -> Config:
         raise ConfigError(path, message + suffix, key=_key_path(loc),
                           line=located.line(loc)) from None
     _check_holds(config, path, located)
-    from monitor.matcher import compile_watchlists  # noqa: PLC0415 (cycle)
-
     try:
         compile_watchlists(config)
     except WatchlistError as error:

@@ -21,18 +21,17 @@ from __future__ import annotations
 import bisect
 import difflib
 import re
+import threading
 import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import ahocorasick
 
 from monitor.errors import WatchlistError
 from monitor.models import FIELDS, Entry, Hit, Match, Priority
-
-if TYPE_CHECKING:
-    from monitor.config import Config, EntityAliases, RuleConfig, WatchlistConfig
+from monitor.watchlist import EntityAliases, RuleConfig, WatchlistConfig, WatchlistSource
 
 _FOLD = {
     **dict.fromkeys("\u2010\u2011\u2012\u2013\u2014\u2015\u2212\u30fb\u00b7-_", " "),
@@ -90,6 +89,9 @@ _OTHERS = re.compile(
     r"|등(?:에|의|과|이|을|은|도|에서|에게|으로)?(?!\w)"
     r"|等|など|ほか)", re.IGNORECASE)
 _SNIPPET = 240
+_COMPILED: dict[str, Watchlists] = {}  # by the config's watchlist part, least recently used first
+_COMPILED_KEPT = 4
+_COMPILED_LOCK = threading.Lock()  # a reload compiles in a worker thread
 
 
 @dataclass(frozen=True)
@@ -277,8 +279,23 @@ def _compile_watchlist(index: int, spec: WatchlistConfig, builder: _Builder,
     )
 
 
-def compile_watchlists(config: Config) -> Watchlists:
-    """Compile all entities and watchlists of `config`; raises `WatchlistError` naming the term."""
+def compile_watchlists(config: WatchlistSource) -> Watchlists:
+    """Compile all entities and watchlists of `config`; raises `WatchlistError` naming the term.
+
+    A config is compiled once: validating it on load and starting or reloading the daemon with
+    it share one result (compiled watchlists are immutable)."""
+    key = repr((config.entities, config.watchlists))
+    with _COMPILED_LOCK:
+        compiled = _COMPILED.pop(key, None)
+        if compiled is None:
+            compiled = _compile(config)
+        _COMPILED[key] = compiled  # most recently used last
+        while len(_COMPILED) > _COMPILED_KEPT:
+            del _COMPILED[next(iter(_COMPILED))]
+    return compiled
+
+
+def _compile(config: WatchlistSource) -> Watchlists:
     builder = _Builder()
     known = {}
     for name, aliases in config.entities.items():

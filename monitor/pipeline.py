@@ -193,7 +193,8 @@ def _eligible(entry: Entry, first_poll: bool, config: Config, now: datetime) -> 
     return age <= config.poll.max_age and (not first_poll or age <= config.poll.backfill)
 
 
-def _judge(rt: Runtime, entries: Sequence[Entry], first_poll: bool) -> list[Seen]:
+def _judge(rt: Runtime, entries: Sequence[Entry], first_poll: bool,
+           feed_tags: tuple[str, ...]) -> list[Seen]:
     now, items = datetime.now(UTC), []
     for entry in entries:
         try:
@@ -209,16 +210,11 @@ def _judge(rt: Runtime, entries: Sequence[Entry], first_poll: bool) -> list[Seen
             # the message itself is rendered per target when it is sent.
             title, body = render_story(Story(facts), Style())
             fields = facts.to_json()
-            tags = {tag for m in matches for tag in m.tags} | set(_feed_tags(rt, entry))
+            tags = {tag for m in matches for tag in m.tags} | set(feed_tags)
             drafts = [Draft(t.id, t.label, title, body, fields)
                       for t in route(rt.targets, tags)]
         items.append(Seen(entry, matches, drafts))
     return items
-
-
-def _feed_tags(rt: Runtime, entry: Entry) -> tuple[str, ...]:
-    feed = next((f for f in rt.config.feeds if f.url == entry.feed_url), None)
-    return feed.tags if feed else ()
 
 
 def _fail(rt: Runtime, feed: FeedConfig, row: FeedRow, failure: Failure, release: Release, *,
@@ -299,7 +295,7 @@ async def _poll(feed: FeedConfig, rt: Runtime, row: FeedRow, release: Release) -
         log.warning("feed %s: %s", feed.title, reason)
     # Dedupe, match and record in a thread: the event loop keeps fetching meanwhile.
     items, queued = await asyncio.to_thread(_record, rt, row, fetch, body_hash, parsed,
-                                            release=release)
+                                            feed=feed, release=release)
     matched = sum(1 for item in items if item.matches)
     metrics.ENTRIES.inc(len(items))
     for match in (m for item in items for m in item.matches):
@@ -310,10 +306,11 @@ async def _poll(feed: FeedConfig, rt: Runtime, row: FeedRow, release: Release) -
 
 
 def _record(rt: Runtime, row: FeedRow, fetch: FetchResult, body_hash: str | None,
-            parsed: ParsedFeed, *, release: Release) -> tuple[list[Seen], int]:
+            parsed: ParsedFeed, *, feed: FeedConfig, release: Release
+            ) -> tuple[list[Seen], int]:
     assert row.id is not None
     entries = parsed.entries
-    items = _judge(rt, rt.store.unseen(row.id, entries), row.last_success_at is None)
+    items = _judge(rt, rt.store.unseen(row.id, entries), row.last_success_at is None, feed.tags)
     queued = rt.store.record_poll(row.id, fetch, body_hash, items, release,
                                   outlet=parsed.title)
     if any(t.updates for t in rt.targets):

@@ -235,3 +235,18 @@ watchlists:
     assert matched(compiled, "伊朗、白俄罗斯和朝鲜受到制裁，俄罗斯表示反对") == set()
     assert matched(compiled, "白俄罗斯总统访问朝鲜") == set()
     assert matched(compiled, "朝鲜与俄罗斯签署条约") == {"w"}
+
+
+def test_a_config_is_compiled_once_and_an_edit_compiles_anew() -> None:
+    """Loading a config and starting with it share one compiled result; a changed alias gets
+    a new one that finds the new alias."""
+    text = """
+entities: {a: [Alpha]}
+watchlists:
+  - {name: w, rules: [{any: [a]}]}
+"""
+    first = compile_watchlists(parse_config(text))
+    assert compile_watchlists(parse_config(text)) is first
+    edited = compile_watchlists(parse_config(text.replace("Alpha", "Beta")))
+    assert edited is not first
+    assert matched(edited, "Beta") == {"w"} and matched(first, "Beta") == set()
