@@ -23,7 +23,7 @@ from pathlib import Path
 import yaml
 
 from monitor.config import load_config
-from monitor.matcher import Watchlists, compile_watchlists, fold, match_entry
+from monitor.matching.matcher import Watchlists, compile_watchlists, fold, match_entry
 from monitor.models import Entry
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -29,11 +29,11 @@ from pydantic import (
     model_validator,
 )
 
+from monitor.delivery.message import check_template
 from monitor.errors import ConfigError, WatchlistError
-from monitor.matcher import compile_watchlists
-from monitor.message import check_template
-from monitor.secrets import mask_url
-from monitor.watchlist import EntityAliases, StrictModel, Tags, WatchlistConfig
+from monitor.matching.matcher import compile_watchlists
+from monitor.matching.watchlist import EntityAliases, StrictModel, Tags, WatchlistConfig
+from monitor.support.secrets import mask_url
 
 DEFAULT_CONFIG = "config.yaml"
 # libyaml's safe loader where PyYAML was built with it: 10x faster on a config of many feeds.

@@ -16,11 +16,11 @@ from collections.abc import Collection, Sequence
 from datetime import datetime, timedelta
 
 from monitor.config import HealthConfig
-from monitor.message import note, one_line
+from monitor.delivery.message import note, one_line
+from monitor.delivery.notifier import Target
 from monitor.models import DeliveryKind, Draft, HealthState
-from monitor.notifier import Target
-from monitor.store import Store
-from monitor.tables import FeedRow, utcnow
+from monitor.storage.store import Store
+from monitor.storage.tables import FeedRow, utcnow
 
 log = logging.getLogger("monitor")
 CADENCE_WINDOW = timedelta(days=30)

@@ -23,16 +23,14 @@ from pathlib import Path
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-from monitor import __version__, metrics
-from monitor.backoff import retry_at
-from monitor.coalescer import Coalescer
+from monitor import __version__
 from monitor.config import Config, FeedConfig, load_config
+from monitor.delivery.message import Story, Style, alert_fields, render_story, render_update
+from monitor.delivery.notifier import Target, route, targets
+from monitor.delivery.outbox import deliver_due
 from monitor.errors import FetchError, ParseError, StoreError
-from monitor.fetcher import Fetcher
 from monitor.health import check_health
-from monitor.instance import HOST, OWNER, process_alive
-from monitor.matcher import Watchlists, compile_watchlists, match_entry
-from monitor.message import Story, Style, alert_fields, render_story, render_update
+from monitor.matching.matcher import Watchlists, compile_watchlists, match_entry
 from monitor.models import (
     Claim,
     CycleReport,
@@ -50,13 +48,16 @@ from monitor.models import (
     Seen,
     Unchanged,
 )
-from monitor.notifier import Target, route, targets
-from monitor.outbox import deliver_due
-from monitor.parser import ParsedFeed, parse_feed
-from monitor.secrets import register_secrets, secrets_of
-from monitor.store import Store
-from monitor.tables import FeedRow, utcnow
-from monitor.workers import ParserPool
+from monitor.sources.fetcher import Fetcher
+from monitor.sources.parser import ParsedFeed, parse_feed
+from monitor.sources.workers import ParserPool
+from monitor.storage.coalescer import Coalescer
+from monitor.storage.store import Store
+from monitor.storage.tables import FeedRow, utcnow
+from monitor.support import metrics
+from monitor.support.backoff import retry_at
+from monitor.support.instance import HOST, OWNER, process_alive
+from monitor.support.secrets import register_secrets, secrets_of
 
 log = logging.getLogger("monitor")
 FEED_RETRY_BASE = 60.0

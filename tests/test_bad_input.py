@@ -16,12 +16,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from monitor import parser, pipeline
-from monitor.cli import main
+from monitor import pipeline
 from monitor.config import load_config
 from monitor.models import Entry
-from monitor.parser import parse_feed
-from monitor.store import Store
+from monitor.sources import parser
+from monitor.sources.parser import parse_feed
+from monitor.storage.store import Store
+from monitor.surfaces.cli import main
 from tests.conftest import FeedServer, Route, Sink, write_config
 
 LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d (DEBUG|INFO|WARNING|ERROR) [\w.]+: ")

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from monitor.cli import main
-from monitor.logs import LineFilter
-from monitor.secrets import register_secrets, secrets_of
+from monitor.support.logs import LineFilter
+from monitor.support.secrets import register_secrets, secrets_of
+from monitor.surfaces.cli import main
 from tests.conftest import FEEDS, FeedServer, Sink, render_feed, write_config
 
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from monitor.cli import main
-from monitor.clustering import same_story
+from monitor.matching.clustering import same_story
+from monitor.surfaces.cli import main
 from tests.conftest import FeedServer, Sink, write_config
 
 TITLES = [

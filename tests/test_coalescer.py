@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 import pytest
 
-from monitor.coalescer import Coalescer
+from monitor.storage.coalescer import Coalescer
 
 
 class Recorder:

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from monitor.cli import main
 from monitor.config import load_config, parse_config, parse_duration, parse_size
 from monitor.errors import ConfigError
+from monitor.surfaces.cli import main
 from tests.conftest import ROOT
 
 MINIMAL = """\

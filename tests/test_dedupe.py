@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from monitor.dedupe import canonical_url, entry_key, normalise_title, story_keys
+from monitor.matching.dedupe import canonical_url, entry_key, normalise_title, story_keys
 from monitor.models import Entry
 
 CANONICAL = "https://news.example.com/world/story?id=7"

@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from monitor.cli import main
+from monitor.surfaces.cli import main
 from tests.conftest import FeedServer, Sink, render_feed, write_config
 
 GOLDEN = {

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from monitor.cli import main
 from monitor.config import load_config
 from monitor.errors import OpmlError
-from monitor.feedlist import read_opml
+from monitor.sources.feedlist import read_opml
+from monitor.surfaces.cli import main
 from tests.conftest import ROOT, FeedServer, render_feed
 
 

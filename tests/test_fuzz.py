@@ -11,9 +11,9 @@ from hypothesis import strategies as st
 
 from monitor.config import Config, parse_config
 from monitor.errors import ConfigError
-from monitor.matcher import compile_watchlists, match_entry
+from monitor.matching.matcher import compile_watchlists, match_entry
 from monitor.models import Entry
-from monitor.parser import parse_feed
+from monitor.sources.parser import parse_feed
 from tests.conftest import ROOT, render_feed
 
 FUZZ = settings(max_examples=150, deadline=None,

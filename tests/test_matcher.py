@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from monitor.config import parse_config
-from monitor.matcher import Watchlists, compile_watchlists, fold, match_entry
+from monitor.matching.matcher import Watchlists, compile_watchlists, fold, match_entry
 from monitor.models import Entry
 
 CONFIG = """

@@ -12,8 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from monitor.config import parse_config
-from monitor.errors import ConfigError
-from monitor.message import (
+from monitor.delivery.message import (
     AlertFields,
     Story,
     Style,
@@ -24,6 +23,7 @@ from monitor.message import (
     render_story,
     safe_url,
 )
+from monitor.errors import ConfigError
 
 FIELDS = AlertFields(
     title="Rusia & Korea Utara <teken> perjanjian", link="https://id.example/a?x=1&y=2",

@@ -21,12 +21,12 @@ from typing import Any
 import pytest
 from apprise.conversion import markdown_to_html
 
-from monitor.cli import main
 from monitor.config import parse_config
+from monitor.delivery.message import AlertFields, Story, Style, Template, render_story
+from monitor.delivery.schedule import Policy, next_digest
 from monitor.errors import ConfigError
-from monitor.message import AlertFields, Story, Style, Template, render_story
 from monitor.pipeline import Runtime, open_config
-from monitor.schedule import Policy, next_digest
+from monitor.surfaces.cli import main
 from tests.conftest import FeedServer, Mailbox, Sink, TelegramApi, run_cycle, write_config
 
 # A markdown link disguised as a prompt, a script, an image with a handler, javascript: links.

@@ -13,11 +13,11 @@ from typing import Any
 
 import pytest
 
-from monitor.cli import main
+from monitor.delivery.schedule import Policy, next_digest
 from monitor.pipeline import open_config
-from monitor.schedule import Policy, next_digest
-from monitor.store import Store
-from monitor.tables import SCHEMA_VERSION
+from monitor.storage.store import Store
+from monitor.storage.tables import SCHEMA_VERSION
+from monitor.surfaces.cli import main
 from tests.conftest import FeedServer, Mailbox, Sink, TelegramApi, run_cycle, write_config
 
 WATCHLISTS = [
@@ -241,7 +241,7 @@ def test_version_1_database_is_upgraded_in_place(tmp_path: Path, feed_server: Fe
 
 
 def _target_id(url: str) -> str:
-    from monitor.notifier import target_id
+    from monitor.delivery.notifier import target_id
     return target_id(url)
 
 

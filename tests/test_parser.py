@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from monitor.parser import parse_feed, safe_link, to_text
+from monitor.sources.parser import parse_feed, safe_link, to_text
 from tests.conftest import FEEDS, SHARED, render_feed
 
 FIXED_NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
@@ -170,8 +170,8 @@ def test_every_peer_feed_parses_matches_and_renders_without_error() -> None:
     alerts in every format, cut into whole numbered parts within Telegram's limit; html carries
     only the layout's own tags."""
     from monitor.config import load_config
-    from monitor.matcher import compile_watchlists, match_entry
-    from monitor.message import AlertFields, Story, Style, fit, render_story
+    from monitor.delivery.message import AlertFields, Story, Style, fit, render_story
+    from monitor.matching.matcher import compile_watchlists, match_entry
     from tests.conftest import ROOT
     from tests.test_bad_input import FORBIDDEN, _strings
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from monitor.config import parse_config
+from monitor.delivery.notifier import Target, route
 from monitor.models import Entry
-from monitor.notifier import Target, route
 from monitor.pipeline import _eligible
 from tests.conftest import FeedServer, Sink, render_feed, write_config
 
@@ -64,7 +64,7 @@ def test_tag_routing_end_to_end(tmp_path: Path, feed_server: FeedServer, sink: S
         feeds = [{"url": feed_server.serve("/ru.xml", render_feed("russian.xml"))}]
         notify = [{"url": sink.url, "tags": ["russia-dprk"]}, {"url": other.url, "tags": ["x"]}]
         config = write_config(tmp_path, feeds, notify)
-        from monitor.cli import main
+        from monitor.surfaces.cli import main
         assert main(["--config", str(config), "run", "--once"]) == 0
         assert len(sink.received) == 1
         assert other.received == []
@@ -90,7 +90,7 @@ def test_two_processes_on_one_database_alert_each_story_once(
 def test_health_notices_when_a_feed_fails_and_recovers(
         tmp_path: Path, feed_server: FeedServer, sink: Sink) -> None:
     """With a health tag, a failing feed sends one notice, and another when it recovers."""
-    from monitor.cli import main
+    from monitor.surfaces.cli import main
 
     broken = feed_server.serve("/ru.xml", b"nope", status=500)
     config = write_config(tmp_path, [{"url": broken, "name": "RU wire"}],
@@ -117,7 +117,7 @@ def test_feed_health_states(failing_hours: float | None, quiet_days: float,
     """Failing is time without success; stale is quiet for long in absolute and relative terms."""
     from monitor.config import HealthConfig
     from monitor.health import feed_health
-    from monitor.tables import FeedRow
+    from monitor.storage.tables import FeedRow
 
     row = FeedRow(url="u", last_new_entry_at=NOW - timedelta(days=quiet_days),
                   failing_since=NOW - timedelta(hours=failing_hours) if failing_hours else None)
@@ -129,7 +129,7 @@ def test_alert_undeliverable_past_expiry_is_marked_expired_and_reported(
         capsys: pytest.CaptureFixture[str]) -> None:
     """A target down beyond expire_after: the alert is marked expired with an error line, and
     status counts it; it is never silently dropped."""
-    from monitor.cli import main
+    from monitor.surfaces.cli import main
 
     sink.failing = True
     feeds = [{"url": feed_server.serve("/ru.xml", render_feed("russian.xml"))}]

@@ -200,8 +200,8 @@ def test_version_1_postgres_database_is_upgraded_in_place(pg_url: str) -> None:
     """A PostgreSQL database of schema v1 gains the v2 columns and keeps its rows."""
     import psycopg
 
-    from monitor.store import Store
-    from monitor.tables import SCHEMA_VERSION
+    from monitor.storage.store import Store
+    from monitor.storage.tables import SCHEMA_VERSION
 
     Store(pg_url).close()
     with psycopg.connect(pg_url.replace("postgresql+psycopg://", "postgresql://"),

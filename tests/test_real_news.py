@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from monitor.cli import main
+from monitor.surfaces.cli import main
 from tests.conftest import ROOT
 from tests.test_watchlist import corpus_as_feed
 

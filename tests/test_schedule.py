@@ -7,8 +7,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from monitor.models import Priority
-from monitor.schedule import (
+from monitor.delivery.schedule import (
     DIGEST,
     QUIET,
     RATE,
@@ -18,6 +17,7 @@ from monitor.schedule import (
     next_digest,
     plan,
 )
+from monitor.models import Priority
 
 SEOUL = ZoneInfo("Asia/Seoul")  # UTC+9, no DST
 BERLIN = ZoneInfo("Europe/Berlin")

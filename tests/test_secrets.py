@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from monitor.cli import main
 from monitor.config import load_config, parse_config
-from monitor.secrets import mask_url, secrets_of
+from monitor.support.secrets import mask_url, secrets_of
+from monitor.surfaces.cli import main
 from tests.conftest import FeedServer, Sink, render_feed, write_config
 
 TOKEN = "tg-S3CRET-value"

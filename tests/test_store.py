@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from monitor.cli import main
 from monitor.config import FeedConfig
 from monitor.errors import StoreError
 from monitor.models import Claim, Draft, Entry, FetchResult, FetchStatus, Hit, Match, Seen
-from monitor.store import Store
-from monitor.tables import SCHEMA_VERSION
+from monitor.storage.store import Store
+from monitor.storage.tables import SCHEMA_VERSION
+from monitor.surfaces.cli import main
 from tests.conftest import write_config
 
 MATCH = Match("w", (), "normal", (Hit("a", "alpha", "alpha", "title", 0, 5),), "alpha", "title")
@@ -114,7 +114,7 @@ def test_nothing_new_polls_recorded_together_keep_or_update_validators(
     from datetime import timedelta
 
     from monitor.models import Release, Unchanged
-    from monitor.tables import utcnow
+    from monitor.storage.tables import utcnow
 
     store = Store(f"sqlite:///{tmp_path / 'm.db'}")
     urls = ["https://a.example/304", "https://a.example/same", "https://a.example/other"]

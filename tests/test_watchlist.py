@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from monitor.config import load_config
-from monitor.matcher import Watchlists, compile_watchlists, match_entry
+from monitor.matching.matcher import Watchlists, compile_watchlists, match_entry
 from monitor.models import Entry
 from tests.conftest import ROOT
 
@@ -77,7 +77,7 @@ def test_corpus_through_match_json(tmp_path: Path, capsys: pytest.CaptureFixture
                                    corpus: str) -> None:
     """A labelled corpus served as a feed file scores ≥ 0.95 precision and recall through
     `monitor match FILE --json`, the way users tune watchlists."""
-    from monitor.cli import main
+    from monitor.surfaces.cli import main
 
     path = DATA / corpus
     if not path.exists():

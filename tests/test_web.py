@@ -327,7 +327,7 @@ def test_feed_credentials_never_show_on_any_page(tmp_path: Path, feed_server: Fe
 def test_status_page_links_only_http_urls() -> None:
     """An entry's link becomes an anchor (rel="noopener noreferrer") only when it is an
     http(s) URL; any other link leaves the title as escaped text."""
-    from monitor.web import link_html
+    from monitor.surfaces.web import link_html
 
     assert link_html("https://a.example/x?a=1&b=2", "<b>") == (
         '<a href="https://a.example/x?a=1&amp;b=2" rel="noopener noreferrer">&lt;b&gt;</a>')
@@ -338,7 +338,7 @@ def test_status_page_links_only_http_urls() -> None:
 
 def test_healthz_is_503_when_the_scheduler_is_not_running() -> None:
     """/healthz answers 503 with the reason once the scheduler has stopped."""
-    from monitor.web import WebState, make_app
+    from monitor.surfaces.web import WebState, make_app
 
     app = make_app(WebState(runtime=None, scheduler_running=lambda: False))
     answers: list[str] = []
@@ -360,8 +360,8 @@ def test_pages_explain_matches_as_recorded_without_matching_again(
     """After a cycle, /feed.xml and / explain the match with the terms recorded with the entry,
     from a view that has no watchlists to match with."""
     from monitor.pipeline import open_config
-    from monitor.store import Store
-    from monitor.web import WebState, atom_feed, status_page
+    from monitor.storage.store import Store
+    from monitor.surfaces.web import WebState, atom_feed, status_page
     from tests.conftest import run_cycle
 
     config = write_config(tmp_path, [{"url": feed_server.serve("/ru.xml", hostile_feed()),

@@ -61,7 +61,7 @@ def test_idle_connections_beyond_the_bound_neither_starve_healthz_nor_grow_threa
         daemon: RunningDaemon) -> None:
     """300 connections that send nothing (over four times the bound): /healthz still answers,
     and the daemon's threads and open files grow by at most the bound, not by 300."""
-    from monitor import httpserver
+    from monitor.surfaces import httpserver
 
     threads, files = _threads_and_files(daemon.pid)
     with contextlib.ExitStack() as stack:

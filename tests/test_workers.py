@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from monitor.parser import ParsedFeed, parse_feed
-from monitor.workers import ParserPool
+from monitor.sources.parser import ParsedFeed, parse_feed
+from monitor.sources.workers import ParserPool
 
 GOOD = (b'<?xml version="1.0"?><rss version="2.0"><channel><title>t</title>'
         b"<item><title>Russia and the DPRK</title><link>https://a.example/1</link></item>"
@@ -72,9 +72,9 @@ def pid_parse(body: bytes, *args: object) -> ParsedFeed:
 def test_workers_are_recycled(monkeypatch: pytest.MonkeyPatch) -> None:
     """After RECYCLE_AFTER parses a worker is stopped and a new process takes over, so five
     parses with RECYCLE_AFTER = 2 run in three processes, two parses each but the last."""
-    import monitor.workers
+    import monitor.sources.workers
 
-    monkeypatch.setattr(monitor.workers, "RECYCLE_AFTER", 2)
+    monkeypatch.setattr(monitor.sources.workers, "RECYCLE_AFTER", 2)
     pool = ParserPool(1, parse=pid_parse)
     pids = [int(r.title or 0) for r in _parse_all(pool, [GOOD] * 5)]
     first, second, third = pids[0], pids[2], pids[4]

@@ -21,16 +21,16 @@ from typing import Any, Protocol
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from monitor import metrics
 from monitor.config import Config
 from monitor.errors import StoreError
-from monitor.httpserver import SECURITY_HEADERS, App, BoundedServer, StartResponse
 from monitor.models import Explanation
-from monitor.parser import safe_link
-from monitor.secrets import redact
-from monitor.status import format_time, gather_status
-from monitor.store import Store
-from monitor.tables import EntryRow, utcnow
+from monitor.sources.parser import safe_link
+from monitor.storage.store import Store
+from monitor.storage.tables import EntryRow, utcnow
+from monitor.support import metrics
+from monitor.support.secrets import redact
+from monitor.surfaces.httpserver import SECURITY_HEADERS, App, BoundedServer, StartResponse
+from monitor.surfaces.status import format_time, gather_status
 
 log = logging.getLogger("monitor")
 ATOM = "http://www.w3.org/2005/Atom"

@@ -19,12 +19,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from monitor import metrics
-from monitor.backoff import retry_at
 from monitor.config import DeliveryConfig
-from monitor.errors import StoreError
-from monitor.instance import OWNER
-from monitor.message import (
+from monitor.delivery.message import (
     AlertFields,
     Story,
     escape,
@@ -33,12 +29,16 @@ from monitor.message import (
     render_sources,
     render_story,
 )
+from monitor.delivery.notifier import Target, send, title_in_body
+from monitor.delivery.schedule import DIGEST, Pending, plan
+from monitor.errors import StoreError
 from monitor.models import DeliveryKind, DeliveryOutcome, DeliveryReport, Priority
-from monitor.notifier import Target, send, title_in_body
-from monitor.schedule import DIGEST, Pending, plan
-from monitor.secrets import redact
-from monitor.store import Store
-from monitor.tables import Delivery, utcnow
+from monitor.storage.store import Store
+from monitor.storage.tables import Delivery, utcnow
+from monitor.support import metrics
+from monitor.support.backoff import retry_at
+from monitor.support.instance import OWNER
+from monitor.support.secrets import redact
 
 log = logging.getLogger("monitor")
 

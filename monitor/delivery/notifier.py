@@ -18,9 +18,9 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from monitor.config import Config, NotifyConfig
-from monitor.message import Style, Template, fit
+from monitor.delivery.message import Style, Template, fit
+from monitor.delivery.schedule import Policy
 from monitor.models import Priority
-from monitor.schedule import Policy
 
 CONSOLE_URL = "console://"
 

@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping
 from multiprocessing.connection import Connection
 from typing import Any
 
-from monitor.parser import ParsedFeed, parse_feed
+from monitor.sources.parser import ParsedFeed, parse_feed
 
 log = logging.getLogger("monitor")
 RECYCLE_AFTER = 500
@@ -98,7 +98,7 @@ class ParserPool:
         self.size = size or os.cpu_count() or 1
         self.timeout, self.memory_limit, self._parse = timeout, memory_limit, parse
         self._context = multiprocessing.get_context("forkserver")
-        self._context.set_forkserver_preload(["monitor.parser"])
+        self._context.set_forkserver_preload(["monitor.sources.parser"])
         self._idle: asyncio.Queue[_Worker | None] | None = None
         self._workers: set[_Worker] = set()
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from monitor.logs import printable
 from monitor.models import Entry, Match
+from monitor.support.logs import printable
 
 
 def match_record(entry: Entry, match: Match) -> dict[str, Any]:

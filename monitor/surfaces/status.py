@@ -16,11 +16,11 @@ from rich.table import Table
 from rich.text import Text
 
 from monitor.config import Config, NotifyConfig
-from monitor.logs import printable
-from monitor.notifier import targets
-from monitor.secrets import mask_url, redact
-from monitor.store import Store
-from monitor.tables import utcnow
+from monitor.delivery.notifier import targets
+from monitor.storage.store import Store
+from monitor.storage.tables import utcnow
+from monitor.support.logs import printable
+from monitor.support.secrets import mask_url, redact
 
 ALIVE_SECONDS = 180  # three missed heartbeats
 

@@ -38,10 +38,10 @@ from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.schema import CreateColumn
 from sqlmodel import Session, SQLModel, col, create_engine, select
 
-from monitor import clustering
 from monitor.config import FeedConfig
-from monitor.dedupe import entry_key, story_keys
 from monitor.errors import StoreError, UnknownFeed
+from monitor.matching import clustering
+from monitor.matching.dedupe import entry_key, story_keys
 from monitor.models import (
     Claim,
     DeliveryKind,
@@ -57,8 +57,7 @@ from monitor.models import (
     Seen,
     Unchanged,
 )
-from monitor.secrets import mask_url
-from monitor.tables import (
+from monitor.storage.tables import (
     SCHEMA_VERSION,
     Delivery,
     DeliveryStatus,
@@ -71,6 +70,7 @@ from monitor.tables import (
     StoryRow,
     utcnow,
 )
+from monitor.support.secrets import mask_url
 
 _IN_BATCH = 500
 

@@ -15,8 +15,8 @@ import re
 from datetime import timedelta
 from urllib.parse import urlsplit
 
-from monitor.dedupe import normalise_title
-from monitor.secrets import mask_url
+from monitor.matching.dedupe import normalise_title
+from monitor.support.secrets import mask_url
 
 WINDOW = timedelta(hours=48)
 # Conservative on purpose: headlines about one pair of countries share many words, and merging

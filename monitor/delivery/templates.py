@@ -111,7 +111,7 @@ from multiprocessing.connection import Connection
 requests = Connection(int(sys.argv[1]), writable=False)
 replies = Connection(int(sys.argv[2]), readable=False)
 sys.path[:] = requests.recv()
-from monitor.templates import serve
+from monitor.delivery.templates import serve
 serve(requests, replies, int(sys.argv[3]))
 """
 

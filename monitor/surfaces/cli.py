@@ -24,17 +24,26 @@ from rich.progress import track
 
 from monitor import __version__
 from monitor.config import Config, FeedConfig, default_config_path, parse_duration, require_work
-from monitor.daemon import Daemon
+from monitor.delivery.notifier import send, targets
 from monitor.errors import ConfigError, FetchError, OpmlError, ParseError, StoreError
-from monitor.feedlist import MAX_NAME, FeedLink, add_feeds, read_opml, write_opml, write_private
-from monitor.logs import printable, setup_logging
-from monitor.matcher import compile_watchlists, match_entry
+from monitor.matching.matcher import compile_watchlists, match_entry
 from monitor.models import PollStatus
-from monitor.notifier import send, targets
 from monitor.pipeline import Runtime, match_entries, open_config, read_feed
-from monitor.report import describe_match, match_record
-from monitor.secrets import redact
-from monitor.status import (
+from monitor.sources.feedlist import (
+    MAX_NAME,
+    FeedLink,
+    add_feeds,
+    read_opml,
+    write_opml,
+    write_private,
+)
+from monitor.storage.store import Store
+from monitor.storage.tables import utcnow
+from monitor.support.logs import printable, setup_logging
+from monitor.support.secrets import redact
+from monitor.surfaces.daemon import Daemon
+from monitor.surfaces.report import describe_match, match_record
+from monitor.surfaces.status import (
     describe_pace,
     find_history,
     gather_status,
@@ -42,8 +51,6 @@ from monitor.status import (
     render_status,
     status_json,
 )
-from monitor.store import Store
-from monitor.tables import utcnow
 
 log = logging.getLogger("monitor")
 EXIT_FAILED, EXIT_CONFIG, EXIT_DATABASE = 1, 2, 3

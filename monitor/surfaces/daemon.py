@@ -22,11 +22,11 @@ from pathlib import Path
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from monitor import sdnotify
 from monitor.config import Config, FeedConfig, require_work
 from monitor.errors import ConfigError, StoreError
 from monitor.pipeline import GRACE_SECONDS, Runtime, open_config
-from monitor.web import WebServer, WebState
+from monitor.surfaces import sdnotify
+from monitor.surfaces.web import WebServer, WebState
 
 log = logging.getLogger("monitor")
 HEARTBEAT_SECONDS = 60.0

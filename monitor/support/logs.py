@@ -15,7 +15,7 @@ import re
 import sys
 from datetime import UTC, datetime
 
-from monitor.secrets import redact
+from monitor.support.secrets import redact
 
 # C0/C1 controls (line breaks, ESC, CSI), Unicode line and paragraph separators, and bidi
 # overrides, which could reorder what a reader sees.

@@ -30,8 +30,8 @@ from typing import Any
 import ahocorasick
 
 from monitor.errors import WatchlistError
+from monitor.matching.watchlist import EntityAliases, RuleConfig, WatchlistConfig, WatchlistSource
 from monitor.models import FIELDS, Entry, Hit, Match, Priority
-from monitor.watchlist import EntityAliases, RuleConfig, WatchlistConfig, WatchlistSource
 
 _FOLD = {
     **dict.fromkeys("\u2010\u2011\u2012\u2013\u2014\u2015\u2212\u30fb\u00b7-_", " "),

@@ -35,9 +35,9 @@ from urllib.parse import quote, urlsplit
 
 from markupsafe import Markup
 
+from monitor.delivery.templates import RENDERER, Format
 from monitor.errors import TemplateError
 from monitor.models import Entry, Match, Priority
-from monitor.templates import RENDERER, Format
 
 log = logging.getLogger("monitor")
 FORMATS: tuple[Format, ...] = ("markdown", "html", "text")

@@ -1,0 +1,2 @@
+"""Support: what every layer may use — secret masking, log lines, metrics, this process's
+identity among instances, backoff times."""
