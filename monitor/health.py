@@ -59,12 +59,12 @@ def check_health(store: Store, feeds: Collection[str], targets: Sequence[Target]
     now = utcnow()
     receivers = [t for t in targets if health.tag and health.tag in t.tags]
     changed = 0
-    for row in store.feeds():
+    for row in store.feeds.all():
         if row.url not in feeds or row.id is None:
             continue
         quiet = (now - row.last_new_entry_at).total_seconds() if row.last_new_entry_at else 0
         # The cadence (a query per feed) matters only to a feed quiet for stale_after already.
-        cadence = store.cadence(row.id, now - CADENCE_WINDOW) \
+        cadence = store.feeds.cadence(row.id, now - CADENCE_WINDOW) \
             if quiet >= health.stale_after else None
         state = feed_health(row, cadence, health, now)
         if state == row.health:
@@ -75,5 +75,5 @@ def check_health(store: Store, feeds: Collection[str], targets: Sequence[Target]
         (log.warning if state is not HealthState.OK else log.info)("health: %s", text)
         title, body = note(f"monitor: {headline}", [text])
         notices = [Draft(t.id, t.label, title, body, kind=DeliveryKind.NOTICE) for t in receivers]
-        store.set_health(row.id, state, notices)
+        store.feeds.set_health(row.id, state, notices)
     return changed

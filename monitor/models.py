@@ -250,7 +250,7 @@ class Revision:
 
 
 @dataclass(frozen=True)
-class Release:
+class LeaseEnd:
     """The end of an instance's lease on a feed: `owner` keeps it until `until`."""
 
     owner: str
@@ -258,7 +258,7 @@ class Release:
 
 
 @dataclass(frozen=True)
-class Claim:
+class LeaseRequest:
     """A request to take a feed's lease for `lease` seconds."""
 
     url: str
@@ -274,7 +274,7 @@ class Unchanged:
     feed_id: int
     fetch: FetchResult
     body_hash: str | None
-    release: Release | None = None
+    release: LeaseEnd | None = None
     outlet: str | None = None  # the feed document's title, when the body was parsed
 
 

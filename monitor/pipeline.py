@@ -32,7 +32,6 @@ from monitor.errors import FetchError, ParseError, StoreError
 from monitor.health import check_health
 from monitor.matching.matcher import Watchlists, compile_watchlists, match_entry
 from monitor.models import (
-    Claim,
     CycleReport,
     DeliveryKind,
     DeliveryReport,
@@ -41,10 +40,11 @@ from monitor.models import (
     Failure,
     FetchResult,
     FetchStatus,
+    LeaseEnd,
+    LeaseRequest,
     Match,
     PollReport,
     PollStatus,
-    Release,
     Seen,
     Unchanged,
 )
@@ -80,15 +80,15 @@ class Runtime:
     # sharing the database skip it until then (the daemon sets 0.5; a one-shot run 0).
     hold_fraction: float = 0.0
     # Leases taken and nothing-new polls recorded by many polls at once, one transaction each.
-    claims: Coalescer[Claim, FeedRow | None] = field(init=False)
+    claims: Coalescer[LeaseRequest, FeedRow | None] = field(init=False)
     unchanged: Coalescer[Unchanged, None] = field(init=False)
     # Polls under way at once: fetching, or waiting for a parser or the database. Twice the
     # fetch concurrency keeps the parsers fed while fetches continue.
     in_flight: asyncio.Semaphore = field(init=False)
 
     def __post_init__(self) -> None:
-        self.claims = Coalescer(self.store.claim_feeds)
-        self.unchanged = Coalescer(self.store.record_unchanged)
+        self.claims = Coalescer(self.store.feeds.lease)
+        self.unchanged = Coalescer(self.store.feeds.record_unchanged)
         self.in_flight = asyncio.Semaphore(2 * self.config.poll.concurrency)
 
     @classmethod
@@ -97,11 +97,11 @@ class Runtime:
         """Open the database (unless given), register this instance, compile the watchlists
         and start what polling needs."""
         store = store or Store(config.database)
-        store.ensure_feeds(config.feeds)
-        freed = store.release_dead(HOST, process_alive)
+        store.feeds.ensure(config.feeds)
+        freed = store.instances.free_dead(HOST, process_alive)
         if freed:
             log.warning("%d alerts claimed by a process that died are due again", freed)
-        store.heartbeat(OWNER, HOST, os.getpid(), __version__)
+        store.instances.heartbeat(OWNER, HOST, os.getpid(), __version__)
         return cls(config=config, store=store, fetcher=fetcher or Fetcher(config.poll),
                    parsers=_parsers(config), watchlists=compile_watchlists(config),
                    targets=targets(config))
@@ -109,7 +109,7 @@ class Runtime:
     def reconfigure(self, config: Config) -> None:
         """Apply a reloaded config. A new `poll` section gets a new fetcher and parser pool;
         the old ones are closed after a grace period, so polls under way finish with them."""
-        self.store.ensure_feeds(config.feeds)
+        self.store.feeds.ensure(config.feeds)
         self.watchlists, self.targets = compile_watchlists(config), targets(config)
         if config.poll != self.config.poll:
             old_fetcher, old_parsers = self.fetcher, self.parsers
@@ -145,14 +145,14 @@ class Runtime:
 
     def heartbeat(self) -> None:
         """Tell other instances sharing the database that this one is alive."""
-        self.store.heartbeat(OWNER, HOST, os.getpid(), __version__)
+        self.store.instances.heartbeat(OWNER, HOST, os.getpid(), __version__)
 
     async def close(self) -> None:
         """Close connections, stop parser workers and release the database."""
         await self.fetcher.close()
         self.parsers.close()
         with contextlib.suppress(StoreError):
-            self.store.retire(OWNER)
+            self.store.instances.retire(OWNER)
         self.store.close()
 
 
@@ -218,14 +218,14 @@ def _judge(rt: Runtime, entries: Sequence[Entry], first_poll: bool,
     return items
 
 
-def _fail(rt: Runtime, feed: FeedConfig, row: FeedRow, failure: Failure, release: Release, *,
+def _fail(rt: Runtime, feed: FeedConfig, row: FeedRow, failure: Failure, release: LeaseEnd, *,
           status: PollStatus = PollStatus.ERROR) -> PollReport:
     assert row.id is not None
     failures = row.consecutive_failures + 1
     when = retry_at(failures, FEED_RETRY_BASE, max(rt.config.poll.interval, FEED_RETRY_BASE))
     if failure.retry_after:
         when = max(when, utcnow() + timedelta(seconds=min(failure.retry_after, 86400)))
-    rt.store.record_failure(row.id, failure, when, release)
+    rt.store.feeds.record_failure(row.id, failure, when, release)
     first = " (started failing)" if failures == 1 else ""
     log.warning("feed %s failed%s, %d in a row: %s", feed.title, first, failures, failure.reason)
     return PollReport(feed.title, status, error=failure.reason)
@@ -242,16 +242,16 @@ async def poll(feed: FeedConfig, rt: Runtime, force: bool = False) -> PollReport
         # database split the feeds instead of one taking them all, and no lease runs out
         # while its feed waits its turn.
         async with rt.in_flight:
-            row = await rt.claims.submit(Claim(feed.url, OWNER, rt.config.poll.lease,
+            row = await rt.claims.submit(LeaseRequest(feed.url, OWNER, rt.config.poll.lease,
                                                not force))
             if row is None or row.id is None:
                 return await asyncio.to_thread(_skipped, rt, feed)
             hold = (feed.interval or rt.config.poll.interval) * rt.hold_fraction
-            release = Release(OWNER, utcnow() + timedelta(seconds=hold))
+            release = LeaseEnd(OWNER, utcnow() + timedelta(seconds=hold))
             try:
                 return await _poll(feed, rt, row, release)
             except (StoreError, asyncio.CancelledError):
-                await asyncio.to_thread(rt.store.release_feed, row.id, OWNER, 0)
+                await asyncio.to_thread(rt.store.feeds.end_lease, row.id, OWNER, 0)
                 raise
             except Exception as error:  # a bug or a hostile input we did not foresee
                 # Recorded like any failure, so it counts toward the feed's health.
@@ -265,13 +265,13 @@ async def poll(feed: FeedConfig, rt: Runtime, force: bool = False) -> PollReport
 
 
 def _skipped(rt: Runtime, feed: FeedConfig) -> PollReport:
-    row = rt.store.feed(feed.url)
+    row = rt.store.feeds.get(feed.url)
     if row.next_poll_at and row.next_poll_at > utcnow():
         return PollReport(feed.title, PollStatus.BACKING_OFF, error=row.last_error)
     return PollReport(feed.title, PollStatus.LEASED, error=f"polled by {row.lease_owner}")
 
 
-async def _poll(feed: FeedConfig, rt: Runtime, row: FeedRow, release: Release) -> PollReport:
+async def _poll(feed: FeedConfig, rt: Runtime, row: FeedRow, release: LeaseEnd) -> PollReport:
     assert row.id is not None
     fetch = await rt.fetcher.fetch(feed.url, row.etag, row.last_modified)
     metrics.FETCH_SECONDS.observe(fetch.elapsed)
@@ -307,13 +307,14 @@ async def _poll(feed: FeedConfig, rt: Runtime, row: FeedRow, release: Release) -
 
 
 def _record(rt: Runtime, row: FeedRow, fetch: FetchResult, body_hash: str | None,
-            parsed: ParsedFeed, *, feed: FeedConfig, release: Release
+            parsed: ParsedFeed, *, feed: FeedConfig, release: LeaseEnd
             ) -> tuple[list[Seen], int]:
     assert row.id is not None
     entries = parsed.entries
-    items = _judge(rt, rt.store.unseen(row.id, entries), row.last_success_at is None, feed.tags)
-    queued = rt.store.record_poll(row.id, fetch, body_hash, items, release,
-                                  outlet=parsed.title)
+    unseen = rt.store.entries.unseen(row.id, entries)
+    items = _judge(rt, unseen, row.last_success_at is None, feed.tags)
+    queued = rt.store.entries.record_poll(row.id, fetch, body_hash, items, release,
+                                          outlet=parsed.title)
     if any(t.updates for t in rt.targets):
         queued += _note_updates(rt, row.id, entries)
     return items, queued
@@ -323,11 +324,11 @@ def _note_updates(rt: Runtime, feed_id: int, entries: Sequence[Entry]) -> int:
     """Queue one "updated" note per alerted entry the feed re-titled, to the targets that got
     its alert and asked for notes; never a second alert."""
     queued = 0
-    for revision in rt.store.retitled(feed_id, entries):
+    for revision in rt.store.entries.retitled(feed_id, entries):
         title, body = render_update(revision.entry, revision.old_title)
         drafts = [Draft(t.id, t.label, title, body, kind=DeliveryKind.UPDATE)
                   for t in rt.targets if t.updates and t.id in revision.targets]
-        queued += rt.store.record_revision(revision.entry_id, revision.entry.title, drafts)
+        queued += rt.store.entries.record_revision(revision.entry_id, revision.entry.title, drafts)
     return queued
 
 

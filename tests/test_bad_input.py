@@ -205,7 +205,7 @@ def test_an_unforeseen_error_in_a_poll_is_recorded_against_the_feed(
         assert main(["--config", str(config), "run", "--once"]) == 0
     store = Store(f"sqlite:///{tmp_path / 'monitor.db'}")
     try:
-        row = store.feed(url)
+        row = store.feeds.get(url)
     finally:
         store.close()
     assert row.consecutive_failures == 2

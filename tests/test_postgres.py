@@ -217,7 +217,7 @@ def test_version_1_postgres_database_is_upgraded_in_place(pg_url: str) -> None:
     store = Store(pg_url)
     try:
         assert store.schema_version() == SCHEMA_VERSION
-        [row] = store.due_deliveries()
+        [row] = store.outbox.due()
         assert (row.title, row.kind, row.fields, row.held) == ("Old", "alert", None, None)
     finally:
         store.close()

@@ -9,7 +9,7 @@ import pytest
 
 from monitor.config import FeedConfig
 from monitor.errors import StoreError
-from monitor.models import Claim, Draft, Entry, FetchResult, FetchStatus, Hit, Match, Seen
+from monitor.models import Draft, Entry, FetchResult, FetchStatus, Hit, LeaseRequest, Match, Seen
 from monitor.storage.store import Store
 from monitor.storage.tables import SCHEMA_VERSION
 from monitor.surfaces.cli import main
@@ -21,8 +21,8 @@ OK = FetchResult(url="https://a.example/f", status=FetchStatus.OK, http_status=2
 
 def _store(tmp_path: Path) -> tuple[Store, int]:
     store = Store(f"sqlite:///{tmp_path / 'm.db'}")
-    store.ensure_feeds([FeedConfig(url="https://a.example/f")])
-    feed_id = store.feed("https://a.example/f").id
+    store.feeds.ensure([FeedConfig(url="https://a.example/f")])
+    feed_id = store.feeds.get("https://a.example/f").id
     assert feed_id is not None
     return store, feed_id
 
@@ -53,17 +53,18 @@ def test_recording_the_same_entries_twice_queues_once(tmp_path: Path) -> None:
     first, feed_id = _store(tmp_path)
     second = Store(f"sqlite:///{tmp_path / 'm.db'}")
     items = [_seen("g1"), _seen("g2")]
-    assert first.record_poll(feed_id, OK, "h", items) == 2
-    assert second.record_poll(feed_id, OK, "h", items) == 0
-    assert first.outbox_counts()["pending"] == 2
+    assert first.entries.record_poll(feed_id, OK, "h", items) == 2
+    assert second.entries.record_poll(feed_id, OK, "h", items) == 0
+    assert first.outbox.counts()["pending"] == 2
 
 
 def test_same_link_under_new_guid_is_not_a_new_story(tmp_path: Path) -> None:
     """A re-GUIDed entry with the same link is recorded but not alerted again."""
     store, feed_id = _store(tmp_path)
-    assert store.record_poll(feed_id, OK, "h", [_seen("g1", "https://a.example/x")]) == 1
-    assert store.record_poll(feed_id, OK, "h2", [_seen("g2", "http://www.a.example/x")]) == 0
-    assert len(store.unseen(feed_id, [_seen("g2").entry, _seen("g3").entry])) == 1
+    assert store.entries.record_poll(feed_id, OK, "h", [_seen("g1", "https://a.example/x")]) == 1
+    again = _seen("g2", "http://www.a.example/x")
+    assert store.entries.record_poll(feed_id, OK, "h2", [again]) == 0
+    assert len(store.entries.unseen(feed_id, [_seen("g2").entry, _seen("g3").entry])) == 1
 
 
 @pytest.mark.parametrize("database", ["sqlite:////proc/forbidden/m.db", "nosuchdriver://x/y",
@@ -85,9 +86,9 @@ def test_story_recorded_silently_elsewhere_does_not_alert_later(tmp_path: Path) 
     the same link under another GUID later queues nothing."""
     store, feed_id = _store(tmp_path)
     silent = Seen(_seen("g1", "https://a.example/old").entry, [MATCH], [])
-    assert store.record_poll(feed_id, OK, "h", [silent]) == 0
-    assert store.record_poll(feed_id, OK, "h2", [_seen("g2", "https://a.example/old")]) == 0
-    assert store.outbox_counts()["pending"] == 0
+    assert store.entries.record_poll(feed_id, OK, "h", [silent]) == 0
+    assert store.entries.record_poll(feed_id, OK, "h2", [_seen("g2", "https://a.example/old")]) == 0
+    assert store.outbox.counts()["pending"] == 0
 
 
 def test_claiming_many_feeds_at_once_respects_other_instances_and_backoff(
@@ -96,14 +97,14 @@ def test_claiming_many_feeds_at_once_respects_other_instances_and_backoff(
     backing off, and answers in the order asked."""
     store = Store(f"sqlite:///{tmp_path / 'm.db'}")
     urls = [f"https://a.example/{n}" for n in range(4)]
-    store.ensure_feeds([FeedConfig(url=url) for url in urls])
-    assert store.claim_feed(urls[1], "other:1", 60) is not None
+    store.feeds.ensure([FeedConfig(url=url) for url in urls])
+    assert store.feeds.lease_one(urls[1], "other:1", 60) is not None
     with sqlite3.connect(tmp_path / "m.db") as db:
         db.execute("update feeds set next_poll_at = datetime('now', '+1 hour') where url = ?",
                    (urls[2],))
-    rows = store.claim_feeds([Claim(url, "me:2", 60) for url in reversed(urls)])
+    rows = store.feeds.lease([LeaseRequest(url, "me:2", 60) for url in reversed(urls)])
     assert [row.url if row else None for row in rows] == [urls[3], None, None, urls[0]]
-    forced = store.claim_feeds([Claim(urls[2], "me:2", 60, respect_backoff=False)])
+    forced = store.feeds.lease([LeaseRequest(urls[2], "me:2", 60, respect_backoff=False)])
     assert forced[0] is not None and forced[0].lease_owner == "me:2"
 
 
@@ -113,28 +114,28 @@ def test_nothing_new_polls_recorded_together_keep_or_update_validators(
     stores its new ones, failures are cleared, and only this instance's lease ends."""
     from datetime import timedelta
 
-    from monitor.models import Release, Unchanged
+    from monitor.models import LeaseEnd, Unchanged
     from monitor.storage.tables import utcnow
 
     store = Store(f"sqlite:///{tmp_path / 'm.db'}")
     urls = ["https://a.example/304", "https://a.example/same", "https://a.example/other"]
-    store.ensure_feeds([FeedConfig(url=url) for url in urls])
-    ids = [store.feed(url).id for url in urls]
+    store.feeds.ensure([FeedConfig(url=url) for url in urls])
+    ids = [store.feeds.get(url).id for url in urls]
     assert None not in ids
     first = FetchResult(url=urls[0], status=FetchStatus.OK, http_status=200, etag='"e1"',
                         last_modified="Mon, 01 Jan 2024 00:00:00 GMT")
-    store.record_poll(ids[0], first, "h1", [])
-    store.claim_feed(urls[0], "me:1", 60)
-    store.claim_feed(urls[2], "other:2", 60)
+    store.entries.record_poll(ids[0], first, "h1", [])
+    store.feeds.lease_one(urls[0], "me:1", 60)
+    store.feeds.lease_one(urls[2], "other:2", 60)
     with sqlite3.connect(tmp_path / "m.db") as db:
         db.execute("update feeds set consecutive_failures = 3, last_error = 'x'")
     until = utcnow() + timedelta(minutes=5)
     not_modified = FetchResult(url=urls[0], status=FetchStatus.NOT_MODIFIED, http_status=304)
     same = FetchResult(url=urls[1], status=FetchStatus.OK, http_status=200, etag='"e2"')
-    store.record_unchanged([Unchanged(ids[0], not_modified, "h1", Release("me:1", until)),
-                            Unchanged(ids[1], same, "h2", Release("me:1", until)),
-                            Unchanged(ids[2], not_modified, None, Release("me:1", until))])
-    rows = {row.url: row for row in store.feeds()}
+    store.feeds.record_unchanged([Unchanged(ids[0], not_modified, "h1", LeaseEnd("me:1", until)),
+                            Unchanged(ids[1], same, "h2", LeaseEnd("me:1", until)),
+                            Unchanged(ids[2], not_modified, None, LeaseEnd("me:1", until))])
+    rows = {row.url: row for row in store.feeds.all()}
     kept, updated, other = rows[urls[0]], rows[urls[1]], rows[urls[2]]
     assert (kept.etag, kept.body_hash, kept.http_status) == ('"e1"', "h1", 304)
     assert kept.last_modified == "Mon, 01 Jan 2024 00:00:00 GMT"
@@ -159,7 +160,7 @@ def test_version_2_database_gains_outlets_and_loses_credentials_in_names(
     store = Store(f"sqlite:///{tmp_path / 'm.db'}")
     try:
         assert store.schema_version() == SCHEMA_VERSION
-        [row] = store.feeds()
+        [row] = store.feeds.all()
     finally:
         store.close()
     assert row.name == "https://***@a.example/f?passkey=***"

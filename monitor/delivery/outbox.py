@@ -49,7 +49,7 @@ def _story(store: Store, delivery: Delivery, target: Target) -> Story:
     if delivery.fields:
         # A sources note names only the outlets that reported the story since its alert.
         since = delivery.created_at if delivery.kind == DeliveryKind.SOURCES else None
-        sources = store.story_sources(delivery.entry_id, since) if delivery.entry_id else []
+        sources = store.entries.story_sources(delivery.entry_id, since) if delivery.entry_id else []
         return Story(AlertFields.from_json(delivery.fields), tuple(sources), target.style.zone)
     fields = AlertFields(title=delivery.title, link=None, feed="monitor", published=None,
                          language=None, watchlists=(delivery.watchlists or delivery.kind,),
@@ -65,7 +65,7 @@ def _stories(store: Store, rows: Sequence[Delivery],
     empty = [row.id for row, story in pairs
              if row.kind == DeliveryKind.SOURCES and not story.sources and row.id is not None]
     if empty:
-        store.drop(empty)
+        store.outbox.drop(empty)
     return [(row, story) for row, story in pairs if row.id not in empty]
 
 
@@ -104,13 +104,27 @@ class _Message:
     later: int = 0
 
 
+def _sources_note(sent: Delivery, target: Target, now: datetime) -> Delivery | None:
+    """The "also reported by" note to queue after an alert sent alone, `sources_after` later,
+    for a target that asked for one."""
+    if not (target.sources_after and sent.kind == DeliveryKind.ALERT and sent.entry_id
+            and sent.fields):
+        return None
+    return Delivery(entry_id=sent.entry_id, target=sent.target, target_name=sent.target_name,
+                    kind=DeliveryKind.SOURCES, watchlists=sent.watchlists, title=sent.title,
+                    body="", fields=sent.fields,
+                    # Entries' seen_at is wall-clock time, not `now` (which tests move): the
+                    # note's "since" must be on the same clock.
+                    created_at=utcnow(), next_attempt_at=now + target.sources_after)
+
+
 async def _send_message(store: Store, config: DeliveryConfig, target: Target, message: _Message,
                         now: datetime) -> DeliveryOutcome:
     """Claim the message's rows, send them as one message, record the outcome."""
     lease = 2 * config.timeout + 30
     rows = message.rows
     ids = [row.id for row in rows if row.id is not None]
-    claimed = await asyncio.to_thread(store.claim, ids, OWNER, lease, now)
+    claimed = await asyncio.to_thread(store.outbox.take, ids, OWNER, lease, now)
     if not claimed:
         return DeliveryOutcome.TAKEN
     pairs = await asyncio.to_thread(_stories, store, [r for r in rows if r.id in claimed],
@@ -123,11 +137,9 @@ async def _send_message(store: Store, config: DeliveryConfig, target: Target, me
                                                       message.reasons, message.later)
     outcome = await send(target, sent_title, body, config.timeout, target.style.format)
     if outcome.ok:
-        single = rows[0] if len(rows) == 1 and rows[0].kind == DeliveryKind.ALERT else None
-        note_at = now + target.sources_after if single and single.entry_id and \
-            single.fields and target.sources_after else None
-        await asyncio.to_thread(store.mark_sent, claimed, target.id, len(rows) > 1, now,
-                                note_at)
+        follow_up = _sources_note(rows[0], target, now) if len(rows) == 1 else None
+        await asyncio.to_thread(store.outbox.mark_sent, claimed, target.id, len(rows) > 1, now,
+                                follow_up)
         what = f"digest of {len(rows)}" if len(rows) > 1 else f"alert {claimed[0]}"
         log.info("%s sent to %s: %s", what, target.label, title)
         return DeliveryOutcome.SENT
@@ -143,12 +155,12 @@ async def _failed(store: Store, config: DeliveryConfig, label: str, rows: Sequen
     age = (now - min(row.created_at for row in rows)).total_seconds()
     what = f"alert {ids[0]}" if len(ids) == 1 else f"digest of {len(ids)} alerts"
     if age >= config.expire_after:
-        await asyncio.to_thread(store.mark_failed, ids, error, None)
+        await asyncio.to_thread(store.outbox.mark_failed, ids, error, None)
         log.error("%s to %s expired after %d attempts over %.0f h, not sent: %s (%s)", what,
                   label, oldest.attempts + 1, age / 3600, oldest.title, error)
         return DeliveryOutcome.EXPIRED
     when = retry_at(oldest.attempts + 1, config.retry_base, config.retry_max)
-    await asyncio.to_thread(store.mark_failed, ids, error, when)
+    await asyncio.to_thread(store.outbox.mark_failed, ids, error, when)
     log.warning("%s to %s failed (attempt %d), retrying at %s UTC: %s", what, label,
                 oldest.attempts + 1, when.strftime("%H:%M:%S"), error)
     return DeliveryOutcome.RETRYING
@@ -183,11 +195,11 @@ async def _drain(store: Store, config: DeliveryConfig, target: Target, rows: Seq
                  now: datetime) -> list[DeliveryOutcome]:
     """One target's due rows, paced by its policy, in order; after a failure the rest wait."""
     window = target.policy.rate_limit[1] if target.policy.rate_limit else None
-    sent = await asyncio.to_thread(store.sent_since, target.id, now - window) \
+    sent = await asyncio.to_thread(store.outbox.sent_since, target.id, now - window) \
         if window else []
     decided = plan(target.policy, [_pending(row) for row in rows], sent, now)
     if decided.hold:
-        await asyncio.to_thread(store.hold, decided.hold)
+        await asyncio.to_thread(store.outbox.hold, decided.hold)
         _log_held(target, decided.hold)
     by_id = {row.id: row for row in rows}
     messages = [_Message([by_id[i]]) for i in decided.singles]
@@ -203,7 +215,7 @@ async def _drain(store: Store, config: DeliveryConfig, target: Target, rows: Seq
             # The target is failing: the rest wait until this message's retry time.
             waiting = [r.id for m in messages[number + 1:] for r in m.rows if r.id is not None]
             when = retry_at(1, config.retry_base, config.retry_max)
-            await asyncio.to_thread(store.release, waiting, when)
+            await asyncio.to_thread(store.outbox.postpone, waiting, when)
             break
     return outcomes
 
@@ -233,7 +245,7 @@ async def deliver_due(store: Store, targets: Sequence[Target], config: DeliveryC
     while True:
         moment = now or utcnow()
         try:
-            due = await asyncio.to_thread(store.due_deliveries, batch, moment)
+            due = await asyncio.to_thread(store.outbox.due, batch, moment)
         except StoreError as error:
             log.error("outbox: database error, delivery postponed: %s", error)
             return DeliveryReport()

@@ -1,7 +1,7 @@
 """The database schema: SQLModel tables for feeds, entries, story keys and the outbox.
 
 Datetimes are time-zone aware UTC in Python; SQLModel's UTC type stores them on every backend.
-Bump `SCHEMA_VERSION` and add a step to `store._MIGRATIONS` when a table changes.
+Bump `SCHEMA_VERSION` and add a step to `database._MIGRATIONS` when a table changes.
 """
 
 from __future__ import annotations

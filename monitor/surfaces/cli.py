@@ -204,7 +204,7 @@ def _backtest(config: Config, start: datetime, only: str | None, as_json: bool) 
     """Replay stored entries against the current watchlists; nothing is alerted."""
     store = Store(config.database)
     try:
-        stored = store.entries_since(start)
+        stored = store.entries.since(start)
     finally:
         store.close()
     compiled = compile_watchlists(config)

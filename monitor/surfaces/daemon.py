@@ -107,10 +107,10 @@ class Daemon:
 
     async def _heartbeat(self) -> None:
         await asyncio.to_thread(self.rt.heartbeat)
-        rows = await asyncio.to_thread(self.rt.store.feeds)
+        rows = await asyncio.to_thread(self.rt.store.feeds.all)
         configured = {f.url for f in self.rt.config.feeds}
         failing = [r.name for r in rows if r.url in configured and r.consecutive_failures]
-        outbox = await asyncio.to_thread(self.rt.store.outbox_counts)
+        outbox = await asyncio.to_thread(self.rt.store.outbox.counts)
         log.info("heartbeat: %d feeds, %d failing%s; outbox %d pending, %d sent, %d expired",
                  len(configured), len(failing), f" ({', '.join(failing[:5])})" if failing else "",
                  outbox["pending"], outbox["sent"], outbox["expired"])

@@ -96,7 +96,7 @@ def _duration(seconds: float) -> str:
 
 
 def _targets(config: Config, store: Store) -> list[TargetStatus]:
-    waiting = store.waiting_by_target()
+    waiting = store.outbox.waiting_by_target()
     result = []
     for target, notify in zip(targets(config), config.notify or (None,), strict=True):
         pending, held, release = waiting.get(target.id, (0, 0, None))
@@ -121,25 +121,25 @@ def gather_status(config: Config, store: Store) -> Status:
     """Read the state of every configured feed, the outbox, watchlists and instances."""
     now = utcnow()
     configured = {f.url for f in config.feeds}
-    rows = [r for r in store.feeds() if r.url in configured]
+    rows = [r for r in store.feeds.all() if r.url in configured]
     held = {r.url: r.lease_owner for r in rows if r.lease_until and r.lease_until > now}
     feeds = [FeedStatus(redact(r.name), mask_url(r.url), r.last_poll_at, r.last_status,
                         r.http_status, r.consecutive_failures, r.last_new_entry_at,
                         r.entries_seen, r.health, redact(r.last_error) if r.last_error else None,
                         held.get(r.url)) for r in rows]
     counts = {w.name: {"day": 0, "week": 0} for w in config.watchlists}
-    for entry, _ in store.matches_since(now - timedelta(days=7)):
+    for entry, _ in store.entries.matches_since(now - timedelta(days=7)):
         for name in json.loads(entry.matched):
             window = counts.setdefault(name, {"day": 0, "week": 0})
             window["week"] += 1
             window["day"] += entry.seen_at >= now - timedelta(days=1)
     instances = []
-    for row in store.instances():
+    for row in store.instances.all():
         age = (now - row.heartbeat_at).total_seconds()
         if age <= 7 * 86400:
             instances.append(InstanceStatus(row.id, age <= ALIVE_SECONDS, age, row.started_at,
                                             sum(owner == row.id for owner in held.values())))
-    return Status(feeds, store.outbox_counts(), counts, instances, _targets(config, store))
+    return Status(feeds, store.outbox.counts(), counts, instances, _targets(config, store))
 
 
 def format_time(value: datetime | None) -> str:
@@ -193,7 +193,7 @@ def find_history(store: Store, since: datetime, watchlist: str | None,
     """Past matches since `since`, newest first, optionally of one watchlist or with a text."""
     items = []
     needle = (grep or "").casefold()
-    for entry, feed in store.matches_since(since):
+    for entry, feed in store.entries.matches_since(since):
         names = list(json.loads(entry.matched))
         if watchlist and watchlist not in names:
             continue

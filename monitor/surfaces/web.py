@@ -61,7 +61,7 @@ class WebState:
 
 def _latest(state: WebState) -> list[tuple[EntryRow, str, list[Explanation]]]:
     """The latest matches with the explanations recorded with them (never matched again)."""
-    rows = state.runtime.store.matches_since(utcnow() - timedelta(days=30))[:LATEST]
+    rows = state.runtime.store.entries.matches_since(utcnow() - timedelta(days=30))[:LATEST]
     return [(row, feed, Explanation.load(row.explained)) for row, feed in rows]
 
 
@@ -207,8 +207,9 @@ class WebServer:
         self.server = BoundedServer(_bind_address(listen))
         self.server.app = make_app(state, _base(listen, self.server.server_address[1]))
         rt = state.runtime
-        metrics.watch_state(lambda: (rt.store.outbox_counts(),
-                                     sum(1 for f in rt.store.feeds() if f.consecutive_failures)))
+        metrics.watch_state(lambda: (
+            rt.store.outbox.counts(),
+            sum(1 for f in rt.store.feeds.all() if f.consecutive_failures)))
         self.thread = threading.Thread(target=self.server.serve_forever, name="monitor-http",
                                        daemon=True)
 
