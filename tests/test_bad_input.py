@@ -23,7 +23,9 @@ from monitor.sources import parser
 from monitor.sources.parser import parse_feed
 from monitor.storage.store import Store
 from monitor.surfaces.cli import main
-from tests.conftest import FeedServer, Route, Sink, write_config
+from tests.support.payloads import FORBIDDEN, entry_strings
+from tests.support.project import write_config
+from tests.support.servers import FeedServer, Route, Sink
 
 LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d (DEBUG|INFO|WARNING|ERROR) [\w.]+: ")
 STORY = "Putin meets Kim Jong Un in Pyongyang to sign a defence treaty"
@@ -89,25 +91,16 @@ def test_a_feed_name_with_a_line_break_cannot_forge_a_log_line(
                "\\u2028x failed" in line for line in lines), done.stderr
 
 
-FORBIDDEN = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff\ufdd0-\ufdef\ufffe\uffff"
-                       "\U0001fffe\U0001ffff\U0010fffe\U0010ffff]")
-
-
-def _strings(entry: Entry) -> list[str]:
-    return [s for s in (entry.feed_name, entry.guid, entry.link, entry.title, entry.summary,
-                        entry.content, entry.language) if s]
-
-
 def _xml_round_trip(entries: list[Entry]) -> None:
     """Every string of the entries, written into an XML document, parses back unchanged."""
     root = ET.Element("feed")
     for entry in entries:
-        for text in _strings(entry):
+        for text in entry_strings(entry):
             ET.SubElement(root, "s").text = text
     parsed = ET.fromstring(ET.tostring(root, encoding="unicode"))
     # XML itself reads a carriage return as a line feed.
     expected = [t.replace("\r\n", "\n").replace("\r", "\n") for e in entries
-                for t in _strings(e)]
+                for t in entry_strings(e)]
     assert [s.text for s in parsed] == expected
 
 
@@ -129,7 +122,7 @@ def test_characters_xml_forbids_are_dropped_at_parse_time(document: bytes) -> No
     entries = parse_feed(document, "https://a.example/feed").entries
     assert entries
     for entry in entries:
-        for text in _strings(entry):
+        for text in entry_strings(entry):
             assert not FORBIDDEN.search(text), repr(text)
             assert "\n" not in entry.title
     _xml_round_trip(entries)

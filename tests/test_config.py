@@ -12,7 +12,7 @@ import pytest
 from monitor.config import load_config, parse_config, parse_duration, parse_size
 from monitor.errors import ConfigError
 from monitor.surfaces.cli import main
-from tests.conftest import ROOT
+from tests.support.project import ROOT
 
 MINIMAL = """\
 feeds:

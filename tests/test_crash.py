@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import FeedServer, Sink, answer, write_config
+from tests.support.project import write_config
+from tests.support.servers import FeedServer, Sink, answer
 
 ITEMS = 60
 

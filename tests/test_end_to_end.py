@@ -14,7 +14,8 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from monitor.surfaces.cli import main
-from tests.conftest import FeedServer, Sink, render_feed, write_config
+from tests.support.project import render_feed, write_config
+from tests.support.servers import FeedServer, Sink
 
 GOLDEN = {
     "/english.xml": "english.xml",

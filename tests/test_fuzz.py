@@ -14,7 +14,7 @@ from monitor.errors import ConfigError
 from monitor.matching.matcher import compile_watchlists, match_entry
 from monitor.models import Entry
 from monitor.sources.parser import parse_feed
-from tests.conftest import ROOT, render_feed
+from tests.support.project import ROOT, render_feed
 
 FUZZ = settings(max_examples=150, deadline=None,
                 suppress_health_check=[HealthCheck.too_slow])

@@ -12,18 +12,9 @@ from pathlib import Path
 import pytest
 
 from bench.memory import TreeMemory
-from tests.conftest import (
-    FeedServer,
-    Handler,
-    Sink,
-    answer,
-    redirect_loop,
-    render_feed,
-    trickle,
-    write_config,
-)
-from tests.test_parser import BILLION_LAUGHS, ITEM, QUADRATIC, XXE
-from tests.test_workers import DEEP
+from tests.support.payloads import BILLION_LAUGHS, DEEP, ITEM, QUADRATIC, XXE
+from tests.support.project import render_feed, write_config
+from tests.support.servers import FeedServer, Handler, Sink, answer, redirect_loop, trickle
 
 
 def _huge(request: BaseHTTPRequestHandler) -> None:

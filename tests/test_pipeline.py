@@ -13,7 +13,8 @@ from monitor.config import parse_config
 from monitor.delivery.notifier import Target, route
 from monitor.models import Entry
 from monitor.pipeline import _eligible
-from tests.conftest import FeedServer, Sink, render_feed, write_config
+from tests.support.project import render_feed, write_config
+from tests.support.servers import FeedServer, Sink
 
 CONFIG = parse_config("""
 poll: {backfill: 6h, max_age: 7d}

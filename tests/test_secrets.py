@@ -14,7 +14,8 @@ import yaml
 from monitor.config import load_config, parse_config
 from monitor.support.secrets import mask_url, secrets_of
 from monitor.surfaces.cli import main
-from tests.conftest import FeedServer, Sink, render_feed, write_config
+from tests.support.project import render_feed, write_config
+from tests.support.servers import FeedServer, Sink
 
 TOKEN = "tg-S3CRET-value"
 

@@ -10,7 +10,8 @@ from monitor.config import load_config
 from monitor.errors import OpmlError
 from monitor.sources.feedlist import read_opml
 from monitor.surfaces.cli import main
-from tests.conftest import ROOT, FeedServer, render_feed
+from tests.support.project import ROOT, render_feed
+from tests.support.servers import FeedServer
 
 
 def _opml(count: int) -> bytes:

@@ -12,8 +12,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import FeedServer, Sink, render_feed
-from tests.test_web import RunningDaemon, http_daemon
+from tests.support.daemons import RunningDaemon, http_daemon
+from tests.support.project import render_feed
+from tests.support.servers import FeedServer, Sink
 
 SLOW_HEAD = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: "  # never finished
 

@@ -13,7 +13,7 @@ from monitor.models import Draft, Entry, FetchResult, FetchStatus, Hit, LeaseReq
 from monitor.storage.store import Store
 from monitor.storage.tables import SCHEMA_VERSION
 from monitor.surfaces.cli import main
-from tests.conftest import write_config
+from tests.support.project import write_config
 
 MATCH = Match("w", (), "normal", (Hit("a", "alpha", "alpha", "title", 0, 5),), "alpha", "title")
 OK = FetchResult(url="https://a.example/f", status=FetchStatus.OK, http_status=200)

@@ -10,13 +10,11 @@ import pytest
 
 from monitor.sources.parser import ParsedFeed, parse_feed
 from monitor.sources.workers import ParserPool
+from tests.support.payloads import DEEP
 
 GOOD = (b'<?xml version="1.0"?><rss version="2.0"><channel><title>t</title>'
         b"<item><title>Russia and the DPRK</title><link>https://a.example/1</link></item>"
         b"</channel></rss>")
-DEEP = (b'<?xml version="1.0"?><rss version="2.0"><channel><title>d</title><item><title>t'
-        b"</title><description>" + b"<x>" * 1_000_000 + b"</x>" * 1_000_000
-        + b"</description></item></channel></rss>")
 
 
 def _parse_all(pool: ParserPool, bodies: list[bytes]) -> list[ParsedFeed]:

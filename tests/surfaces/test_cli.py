@@ -13,7 +13,8 @@ import pytest
 from monitor.support.logs import LineFilter
 from monitor.support.secrets import register_secrets, secrets_of
 from monitor.surfaces.cli import main
-from tests.conftest import FEEDS, FeedServer, Sink, render_feed, write_config
+from tests.support.project import FEEDS, render_feed, write_config
+from tests.support.servers import FeedServer, Sink
 
 
 def test_match_json_prints_one_object_per_match(
@@ -167,7 +168,7 @@ def test_config_with_a_token_readable_by_others_gets_a_warning(
 def test_init_writes_the_bundled_config_once(tmp_path: Path,
                                              capsys: pytest.CaptureFixture[str]) -> None:
     """`init` writes the bundled default (mode 600) where asked, and never overwrites."""
-    from tests.conftest import ROOT
+    from tests.support.project import ROOT
 
     target = tmp_path / "etc" / "config.yaml"
     assert main(["--config", str(target), "init"]) == 0

@@ -6,20 +6,11 @@ import contextlib
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
-from tests.conftest import FeedServer, Sink, render_feed, write_config
-
-
-def wait_for(condition: Callable[[], bool], seconds: float = 30) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.1)
-    return False
+from tests.support.project import render_feed, wait_for, write_config
+from tests.support.servers import FeedServer, Sink
 
 
 @contextlib.contextmanager

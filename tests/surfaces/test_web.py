@@ -3,14 +3,11 @@ what strangers can send it (hostile feed text, other methods, a forged Host, hug
 
 from __future__ import annotations
 
-import contextlib
 import html
 import os
 import shutil
-import signal
 import socket
 import subprocess
-import sys
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -24,8 +21,9 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import FeedServer, Sink, render_feed, write_config
-from tests.test_daemon import wait_for
+from tests.support.daemons import http_daemon
+from tests.support.project import render_feed, write_config
+from tests.support.servers import FeedServer, Sink
 
 HOSTILE = "<img src=x onerror=\"document.title='pwned'\"> <script>document.title='pwned'</script>"
 FEED_NAME = f"RU wire {HOSTILE}"
@@ -44,41 +42,6 @@ def hostile_feed() -> bytes:
     original = "Лавров прибыл в Пхеньян для переговоров с Чвэ Сон Хи"
     written = xml_escape(html.escape(TITLE, quote=False))
     return render_feed("russian.xml").replace(original.encode(), written.encode())
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-@dataclass(frozen=True)
-class RunningDaemon:
-    """A `monitor run` subprocess serving HTTP at `base`."""
-
-    base: str
-    pid: int
-
-
-@contextlib.contextmanager
-def http_daemon(tmp_path: Path, feeds: list[dict[str, Any]], sink: Sink,
-                alerts: int = 1) -> Iterator[RunningDaemon]:
-    """`monitor run` with http.listen on a free loopback port, once `alerts` alerts arrived;
-    it must stop cleanly (exit 0) on SIGTERM at the end."""
-    base = f"http://127.0.0.1:{_free_port()}"
-    config = write_config(tmp_path, feeds, [{"url": sink.url}],
-                          http={"listen": base.removeprefix("http://")})
-    log = (tmp_path / "daemon.log").open("w")
-    daemon = subprocess.Popen([sys.executable, "-m", "monitor", "--config", str(config), "run"],
-                              stdout=subprocess.DEVNULL, stderr=log)
-    try:
-        assert wait_for(lambda: len(sink.received) >= alerts), (tmp_path / "daemon.log").read_text()
-        yield RunningDaemon(base, daemon.pid)
-    finally:
-        daemon.send_signal(signal.SIGTERM)
-        assert daemon.wait(timeout=60) == 0
-        log.close()
 
 
 @pytest.fixture
@@ -362,7 +325,7 @@ def test_pages_explain_matches_as_recorded_without_matching_again(
     from monitor.pipeline import open_config
     from monitor.storage.store import Store
     from monitor.surfaces.web import WebState, atom_feed, status_page
-    from tests.conftest import run_cycle
+    from tests.support.project import run_cycle
 
     config = write_config(tmp_path, [{"url": feed_server.serve("/ru.xml", hostile_feed()),
                                       "name": "RU"}], [{"url": sink.url}])

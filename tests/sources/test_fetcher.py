@@ -12,7 +12,7 @@ import pytest
 from monitor.config import PollConfig
 from monitor.models import FetchResult, FetchStatus
 from monitor.sources.fetcher import Fetcher, parse_retry_after
-from tests.conftest import FeedServer, answer, redirect_loop, trickle
+from tests.support.servers import FeedServer, answer, redirect_loop, trickle
 
 FEED = b'<?xml version="1.0"?><rss version="2.0"><channel><title>t</title></channel></rss>'
 

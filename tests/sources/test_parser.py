@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from monitor.sources.parser import parse_feed, safe_link, to_text
-from tests.conftest import FEEDS, SHARED, render_feed
+from tests.support.payloads import BILLION_LAUGHS, DEEP, ITEM, QUADRATIC, XXE
+from tests.support.project import FEEDS, SHARED, render_feed
 
 FIXED_NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 GOLDEN = ["english.xml", "wire.xml", "russian.xml", "korean.atom", "indonesian.xml",
@@ -36,34 +37,9 @@ def test_golden_feed_gives_the_expected_entries(name: str) -> None:
     assert actual == json.loads(expected_path.read_text())
 
 
-BILLION_LAUGHS = b"""<?xml version="1.0"?>
-<!DOCTYPE rss [
- <!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;">
- <!ENTITY c "&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;"><!ENTITY d "&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;">
- <!ENTITY e "&d;&d;&d;&d;&d;&d;&d;&d;&d;&d;"><!ENTITY f "&e;&e;&e;&e;&e;&e;&e;&e;&e;&e;">
- <!ENTITY g "&f;&f;&f;&f;&f;&f;&f;&f;&f;&f;"><!ENTITY h "&g;&g;&g;&g;&g;&g;&g;&g;&g;&g;">
-]>
-<rss version="2.0"><channel><title>laughs</title>
-<item><title>&h;</title><link>https://a.example/1</link></item></channel></rss>"""
-
-QUADRATIC = (b'<?xml version="1.0"?><!DOCTYPE rss [<!ENTITY big "' + b"x" * 50_000 + b'">]>'
-             b'<rss version="2.0"><channel><title>q</title><item><title>t</title>'
-             b"<description>" + b"&big;" * 20_000 + b"</description></item></channel></rss>")
-
-XXE = b"""<?xml version="1.0"?>
-<!DOCTYPE rss [<!ENTITY xxe SYSTEM "file:///etc/passwd">]>
-<rss version="2.0"><channel><title>x</title>
-<item><title>leak &xxe;</title><link>https://a.example/x</link></item></channel></rss>"""
-
-ITEM = (b'<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel><title>c</title>'
-        b"<item><title>%s</title><link>%s</link><description>%s</description></item>"
-        b"</channel></rss>")
 JAVASCRIPT = ITEM % (b"click", b"javascript:alert(1)", b"x")
 NULS = ITEM % (b"nul\x00title", b"https://a.example/n", b"a\x00b")
 BAD_UTF8 = ITEM % (b"bad \xff\xfe utf8 \xc3", b"https://a.example/u", b"\xed\xa0\x80")
-DEEP = (b'<?xml version="1.0"?><rss version="2.0"><channel><title>d</title><item><title>t'
-        b"</title><description>" + b"<x>" * 200_000 + b"</x>" * 200_000
-        + b"</description></item></channel></rss>")
 
 
 @pytest.mark.parametrize(("body", "error"), [
@@ -172,8 +148,8 @@ def test_every_peer_feed_parses_matches_and_renders_without_error() -> None:
     from monitor.config import load_config
     from monitor.delivery.message import AlertFields, Story, Style, fit, render_story
     from monitor.matching.matcher import compile_watchlists, match_entry
-    from tests.conftest import ROOT
-    from tests.test_bad_input import FORBIDDEN, _strings
+    from tests.support.payloads import FORBIDDEN, entry_strings
+    from tests.support.project import ROOT
 
     compiled = compile_watchlists(load_config(ROOT / "config.yaml"))
     files = [p for p in PEERS.rglob("*") if p.is_file() and p.name != "LICENSE"]
@@ -187,7 +163,7 @@ def test_every_peer_feed_parses_matches_and_renders_without_error() -> None:
                 published=entry.published.isoformat() if entry.published else None,
                 language=entry.language, watchlists=("w",), priority="normal", terms="",
                 snippet=entry.summary[:300], highlights=((0, min(5, len(entry.summary))),))
-            assert not any(FORBIDDEN.search(text) for text in _strings(entry)), path
+            assert not any(FORBIDDEN.search(text) for text in entry_strings(entry)), path
             for fmt in ("markdown", "html", "text"):
                 title, body = render_story(Story(facts, ("a <b>",)),
                                            Style(format=fmt))  # type: ignore[arg-type]

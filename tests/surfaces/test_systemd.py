@@ -30,7 +30,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, FeedServer, Sink, render_feed, write_config
+from tests.support.project import ROOT, render_feed, write_config
+from tests.support.servers import FeedServer, Sink
 
 UNIT = ROOT / "systemd" / "monitor.service"
 HARDENING = {

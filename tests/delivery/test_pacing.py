@@ -18,7 +18,8 @@ from monitor.pipeline import open_config
 from monitor.storage.store import Store
 from monitor.storage.tables import SCHEMA_VERSION
 from monitor.surfaces.cli import main
-from tests.conftest import FeedServer, Mailbox, Sink, TelegramApi, run_cycle, write_config
+from tests.support.project import run_cycle, write_config
+from tests.support.servers import FeedServer, Mailbox, Sink, TelegramApi
 
 WATCHLISTS = [
     {"name": "pact", "priority": "high", "entities": {"pact": ["defence pact"]},

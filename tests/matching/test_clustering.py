@@ -10,7 +10,8 @@ import pytest
 
 from monitor.matching.clustering import same_story
 from monitor.surfaces.cli import main
-from tests.conftest import FeedServer, Sink, write_config
+from tests.support.project import write_config
+from tests.support.servers import FeedServer, Sink
 
 TITLES = [
     "Putin and Kim Jong Un sign mutual defence pact in Pyongyang",

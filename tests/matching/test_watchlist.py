@@ -12,9 +12,8 @@ import yaml
 from monitor.config import load_config
 from monitor.matching.matcher import Watchlists, compile_watchlists, match_entry
 from monitor.models import Entry
-from tests.conftest import ROOT
+from tests.support.project import DATA, ROOT, corpus_as_feed
 
-DATA = Path(__file__).resolve().parent / "data"
 LANGUAGES = ("en", "ru", "ko", "ja", "zh", "uk", "id", "de", "fr", "es", "pt", "tr", "vi", "ar")
 CASES: list[dict[str, Any]] = yaml.safe_load((DATA / "match_cases.yaml").read_text("utf-8"))
 
@@ -58,18 +57,6 @@ def test_seed_article_alerts(compiled: Watchlists) -> None:
     """The Indonesian article the project grew from alerts, naming neither country in English."""
     title, _, body = (DATA / "russia-dprk-treaty-id.txt").read_text("utf-8").partition("\n")
     assert alerts(compiled, title, body)
-
-
-def corpus_as_feed(rows: list[dict[str, Any]]) -> bytes:
-    """Labelled corpus items as one RSS document, each item's link carrying its id."""
-    from xml.sax.saxutils import escape
-
-    items = "".join(
-        f"<item><title>{escape(r['title'])}</title><link>https://corpus.example/{r['id']}</link>"
-        f"<guid>{r['id']}</guid><description>{escape(r['summary'])}</description></item>"
-        for r in rows)
-    return (f'<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel><title>corpus'
-            f"</title>{items}</channel></rss>").encode()
 
 
 @pytest.mark.parametrize("corpus", ["dev_corpus.jsonl", "holdout_corpus.jsonl"])

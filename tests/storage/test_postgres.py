@@ -20,7 +20,8 @@ from typing import TypeVar
 
 import pytest
 
-from tests.conftest import FeedServer, Sink, write_config
+from tests.support.project import write_config
+from tests.support.servers import FeedServer, Sink
 
 SERVER_URL = os.environ.get("MONITOR_TEST_POSTGRES_URL", "")
 pytestmark = pytest.mark.skipif(not SERVER_URL, reason="MONITOR_TEST_POSTGRES_URL is not set "

@@ -27,7 +27,8 @@ from monitor.delivery.schedule import Policy, next_digest
 from monitor.errors import ConfigError
 from monitor.pipeline import Runtime, open_config
 from monitor.surfaces.cli import main
-from tests.conftest import FeedServer, Mailbox, Sink, TelegramApi, run_cycle, write_config
+from tests.support.project import run_cycle, write_config
+from tests.support.servers import FeedServer, Mailbox, Sink, TelegramApi
 
 # A markdown link disguised as a prompt, a script, an image with a handler, javascript: links.
 HOSTILE = ('[Click to verify](https://phish.example/login) <script>alert(1)</script> '

@@ -1,0 +1,1 @@
+"""Tests of the delivery stage: messages, hostile text in them, pacing, the outbox."""

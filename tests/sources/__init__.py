@@ -1,0 +1,1 @@
+"""Tests of the sources stage: fetching, parsing, parser workers, feed lists."""

@@ -1,0 +1,1 @@
+"""Tests of the storage stage: the store on SQLite and PostgreSQL, group commit."""
