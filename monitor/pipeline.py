@@ -25,7 +25,7 @@ from sqlalchemy.exc import ArgumentError
 
 from monitor import __version__
 from monitor.config import Config, FeedConfig, load_config
-from monitor.delivery.message import Story, Style, alert_fields, render_story, render_update
+from monitor.delivery.message import alert_fields, headline, render_update
 from monitor.delivery.notifier import Target, route, targets
 from monitor.delivery.outbox import deliver_due
 from monitor.errors import FetchError, ParseError, StoreError
@@ -207,13 +207,11 @@ def _judge(rt: Runtime, entries: Sequence[Entry], first_poll: bool,
         drafts: list[Draft] = []
         if matches and _eligible(entry, first_poll, rt.config, now):
             facts = alert_fields(entry, matches)
-            # The stored title and body are the default rendering, for logs and `status`;
-            # the message itself is rendered per target when it is sent.
-            title, body = render_story(Story(facts), Style())
-            fields = facts.to_json()
+            # Only the facts are kept: the message is rendered for each target when it is
+            # sent (with the sources known by then); the headline names it in logs.
+            title, fields = headline(facts), facts.to_json()
             tags = {tag for m in matches for tag in m.tags} | set(feed_tags)
-            drafts = [Draft(t.id, t.label, title, body, fields)
-                      for t in route(rt.targets, tags)]
+            drafts = [Draft(t.id, t.label, title, "", fields) for t in route(rt.targets, tags)]
         items.append(Seen(entry, matches, drafts))
     return items
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
@@ -11,8 +12,10 @@ import pytest
 
 from monitor.config import parse_config
 from monitor.delivery.notifier import Target, route
-from monitor.models import Entry
-from monitor.pipeline import _eligible
+from monitor.errors import FetchError, ParseError
+from monitor.matching.matcher import compile_watchlists
+from monitor.models import CycleReport, Entry, PollStatus
+from monitor.pipeline import Runtime, _eligible, match_entries, open_config, read_feed
 from tests.support.project import render_feed, write_config
 from tests.support.servers import FeedServer, Sink
 
@@ -142,3 +145,103 @@ def test_alert_undeliverable_past_expiry_is_marked_expired_and_reported(
     assert "ERROR" in err
     assert main(["--config", str(config), "status"]) == 0
     assert "1 expired" in capsys.readouterr().out
+
+
+def _runtime(config: Path) -> Runtime:
+    return Runtime.from_config(open_config(config))
+
+
+def test_a_cycle_called_directly_polls_records_and_delivers(
+        tmp_path: Path, feed_server: FeedServer, sink: Sink) -> None:
+    """`Runtime.run_cycle` polls every feed, queues and sends the alert; the next cycle finds
+    the feed unchanged and sends nothing."""
+    config = write_config(tmp_path, [{"url": feed_server.serve("/ru.xml",
+                                                               render_feed("russian.xml")),
+                                      "name": "RU"}], [{"url": sink.url}])
+
+    async def two_cycles() -> tuple[CycleReport, CycleReport]:
+        runtime = _runtime(config)
+        try:
+            return await runtime.run_cycle(), await runtime.run_cycle()
+        finally:
+            await runtime.close()
+
+    first, second = asyncio.run(two_cycles())
+    assert [(r.feed, r.status) for r in first.polls] == [("RU", PollStatus.OK)]
+    assert first.polls[0].queued == first.delivery.sent == len(sink.received) >= 1
+    assert first.failed == [] and first.health_changes == 0
+    assert [r.status for r in second.polls] == [PollStatus.UNCHANGED]
+    assert second.delivery.sent == 0
+
+
+def test_a_document_that_is_not_a_feed_is_a_parse_error_not_a_fetch_error(
+        tmp_path: Path, feed_server: FeedServer, sink: Sink) -> None:
+    """An HTML page where a feed should be is its own outcome, recorded against the feed with
+    the parser's reason; a 404 is a plain error."""
+    page = feed_server.serve("/page.html", b"<!doctype html><html><body>hello</body></html>",
+                             headers={"Content-Type": "text/html"})
+    missing = f"{feed_server.base}/missing.xml"
+    config = write_config(tmp_path, [{"url": page, "name": "Page"},
+                                     {"url": missing, "name": "Missing"}], [{"url": sink.url}])
+
+    async def cycle() -> tuple[CycleReport, str | None]:
+        runtime = _runtime(config)
+        try:
+            report = await runtime.run_cycle()
+            return report, runtime.store.feeds.get(page).last_error
+        finally:
+            await runtime.close()
+
+    report, recorded = asyncio.run(cycle())
+    statuses = {r.feed: r.status for r in report.polls}
+    assert statuses == {"Page": PollStatus.PARSE_ERROR, "Missing": PollStatus.ERROR}
+    assert len(report.failed) == 2
+    assert recorded is not None and "not a feed" in recorded
+
+
+def test_reconfigure_adds_feeds_and_applies_new_watchlists(
+        tmp_path: Path, feed_server: FeedServer, sink: Sink) -> None:
+    """After `reconfigure` with a new feed and a watchlist that only the new feed's story
+    matches, the next cycle polls it and alerts on it by that watchlist; the old feed's state
+    is kept (unchanged)."""
+    russian = {"url": feed_server.serve("/ru.xml", render_feed("russian.xml")), "name": "RU"}
+    english = {"url": feed_server.serve("/en.xml", render_feed("english.xml")), "name": "EN"}
+    pact_only = [{"name": "pact", "entities": {"e": ["defence pact"]}, "rules": [{"any": ["e"]}]}]
+
+    async def reconfigured() -> tuple[CycleReport, list[str]]:
+        runtime = _runtime(write_config(tmp_path, [russian], [{"url": sink.url}]))
+        try:
+            await runtime.run_cycle()
+            edited = write_config(tmp_path, [russian, english], [{"url": sink.url}],
+                                  watchlists=pact_only)
+            runtime.reconfigure(open_config(edited))
+            report = await runtime.run_cycle()
+            return report, [w.name for w in runtime.watchlists.watchlists]
+        finally:
+            await runtime.close()
+
+    report, watchlists = asyncio.run(reconfigured())
+    assert watchlists == ["pact"]
+    assert {r.feed: r.status for r in report.polls} == {"RU": PollStatus.UNCHANGED,
+                                                         "EN": PollStatus.OK}
+    assert [r.queued for r in report.polls if r.feed == "EN"] == [1]
+    assert sink.titles()[-1] == "[pact] Putin and Kim Jong Un sign mutual defence pact in " \
+                                "Pyongyang"
+
+
+def test_read_feed_and_match_entries_without_recording(tmp_path: Path,
+                                                      feed_server: FeedServer) -> None:
+    """`read_feed` reads a URL or a file and parses it; what is not a feed is a ParseError,
+    what cannot be read a FetchError; `match_entries` pairs entries with their matches."""
+    config = open_config(write_config(tmp_path, [], []))
+    watchlists = compile_watchlists(config)
+    parsed = asyncio.run(read_feed(config, feed_server.serve("/ru.xml",
+                                                             render_feed("russian.xml"))))
+    found = match_entries(parsed.entries, watchlists)
+    assert found and {m.watchlist for _, m in found} == {"russia-dprk"}
+    page = tmp_path / "page.html"
+    page.write_bytes(b"<!doctype html><html><body>hello</body></html>")
+    with pytest.raises(ParseError, match="not a feed"):
+        asyncio.run(read_feed(config, str(page)))
+    with pytest.raises(FetchError):
+        asyncio.run(read_feed(config, str(tmp_path / "nowhere.xml")))

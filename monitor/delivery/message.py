@@ -260,8 +260,14 @@ def check_template(text: str) -> None:
             raise ValueError(f"template: {error}{where}") from None
 
 
+def headline(fields: AlertFields) -> str:
+    """An alert's default title, "[watchlists] title": in messages without a template, and
+    as the outbox row's title in logs and `status`."""
+    return f"[{', '.join(fields.watchlists)}] {fields.title}"
+
+
 def _default_title(story: Story) -> str:
-    return f"[{', '.join(story.fields.watchlists)}] {story.fields.title}"
+    return headline(story.fields)
 
 
 def _default_body(story: Story, fmt: Format) -> str:

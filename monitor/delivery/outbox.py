@@ -43,6 +43,9 @@ from monitor.support.secrets import redact
 log = logging.getLogger("monitor")
 
 
+_NOTE_LABELS: dict[str, str] = {DeliveryKind.UPDATE: "update", DeliveryKind.NOTICE: "health"}
+
+
 def _story(store: Store, delivery: Delivery, target: Target) -> Story:
     """The delivery as a story for `target`: its recorded facts and the sources that reported
     it so far (a notice or an old row without facts becomes a story of its own title)."""
@@ -51,8 +54,10 @@ def _story(store: Store, delivery: Delivery, target: Target) -> Story:
         since = delivery.created_at if delivery.kind == DeliveryKind.SOURCES else None
         sources = store.entries.story_sources(delivery.entry_id, since) if delivery.entry_id else []
         return Story(AlertFields.from_json(delivery.fields), tuple(sources), target.style.zone)
+    # A note has no watchlist: in a digest it is labelled by its kind ("update", "health").
+    label = delivery.watchlists or _NOTE_LABELS.get(delivery.kind, delivery.kind)
     fields = AlertFields(title=delivery.title, link=None, feed="monitor", published=None,
-                         language=None, watchlists=(delivery.watchlists or delivery.kind,),
+                         language=None, watchlists=(label,),
                          priority=Priority.NORMAL, terms="", snippet="")
     return Story(fields, zone=target.style.zone)
 

@@ -112,7 +112,7 @@ class Entries:
                 return 0
             for note in notes:
                 session.add(Delivery(entry_id=entry_id, target=note.target,
-                                     target_name=note.target_name, watchlists=DeliveryKind.UPDATE,
+                                     target_name=note.target_name, watchlists="",
                                      title=note.title, body=note.body, kind=note.kind,
                                      created_at=now, next_attempt_at=now))
             return len(notes)

@@ -198,7 +198,7 @@ class Feeds:
                             .values(health=state))
             for notice in notices:
                 session.add(Delivery(entry_id=None, target=notice.target,
-                                     target_name=notice.target_name, watchlists="health",
+                                     target_name=notice.target_name, watchlists="",
                                      title=notice.title, body=notice.body, kind=notice.kind))
 
     def cadence(self, feed_id: int, since: datetime) -> float | None:

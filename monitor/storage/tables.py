@@ -132,7 +132,7 @@ class Delivery(SQLModel, table=True):
     entry_id: int | None = Field(default=None, foreign_key="entries.id", index=True)
     target: str = Field(max_length=64)
     target_name: str = Field(default="", max_length=256)
-    watchlists: str = Field(default="", max_length=1024)
+    watchlists: str = Field(default="", max_length=1024)  # comma-separated; empty for notes
     title: str = Field(default="", sa_column=Column(Text))
     body: str = Field(default="", sa_column=Column(Text))
     status: DeliveryStatus = Field(default=DeliveryStatus.PENDING, max_length=16)
@@ -142,7 +142,8 @@ class Delivery(SQLModel, table=True):
     sent_at: datetime | None = None
     last_error: str | None = Field(default=None, sa_column=Column(Text))
     claimed_by: str | None = Field(default=None, max_length=128)
-    # v2: "alert", "update" (an alerted entry was re-titled) or "notice" (about monitor itself).
+    # v2: a models.DeliveryKind: "alert", "update" (an alerted entry was re-titled), "notice"
+    # (about monitor itself) or "sources" (who else reported an alerted story).
     kind: str = Field(default="alert", max_length=16,
                       sa_column_kwargs={"server_default": "alert"})
     # v2: the alert's facts (message.AlertFields as JSON), rendered per target when sent.
