@@ -68,7 +68,8 @@ MAX_FEED_FILE = 50 * 1024**2  # a feed read from a file (`match FILE`)
 
 @dataclass
 class Runtime:
-    """What a poll needs: config, compiled watchlists, store, fetcher and targets."""
+    """The running pipeline: the config and what it opened (store, fetcher, parser pool,
+    compiled watchlists, targets), and the cycle's steps as methods."""
 
     config: Config
     store: Store
@@ -194,24 +195,26 @@ def _eligible(entry: Entry, first_poll: bool, config: Config, now: datetime) -> 
     return age <= config.poll.max_age and (not first_poll or age <= config.poll.backfill)
 
 
-def _judge(rt: Runtime, entries: Sequence[Entry], first_poll: bool,
-           feed_tags: tuple[str, ...]) -> list[Seen]:
+def _judge(entries: Sequence[Entry], watchlists: Watchlists, targets: Sequence[Target],
+           config: Config, *, first_poll: bool, feed_tags: tuple[str, ...]) -> list[Seen]:
+    """Match new entries and draft the alerts of those that may alert, one per target their
+    tags route to."""
     now, items = datetime.now(UTC), []
     for entry in entries:
         try:
-            matches = match_entry(entry, rt.watchlists)
+            matches = match_entry(entry, watchlists)
         except Exception as error:  # one entry must not cost its feed's other entries
             log.error("feed %s: entry %r recorded without matching (a bug; please report "
                       "it): %r", entry.feed_name, entry.title[:120], error)
             matches = []
         drafts: list[Draft] = []
-        if matches and _eligible(entry, first_poll, rt.config, now):
+        if matches and _eligible(entry, first_poll, config, now):
             facts = alert_fields(entry, matches)
             # Only the facts are kept: the message is rendered for each target when it is
             # sent (with the sources known by then); the headline names it in logs.
             title, fields = headline(facts), facts.to_json()
             tags = {tag for m in matches for tag in m.tags} | set(feed_tags)
-            drafts = [Draft(t.id, t.label, title, "", fields) for t in route(rt.targets, tags)]
+            drafts = [Draft(t.id, t.label, title, "", fields) for t in route(targets, tags)]
         items.append(Seen(entry, matches, drafts))
     return items
 
@@ -310,23 +313,25 @@ def _record(rt: Runtime, row: FeedRow, fetch: FetchResult, body_hash: str | None
     assert row.id is not None
     entries = parsed.entries
     unseen = rt.store.entries.unseen(row.id, entries)
-    items = _judge(rt, unseen, row.last_success_at is None, feed.tags)
+    items = _judge(unseen, rt.watchlists, rt.targets, rt.config,
+                   first_poll=row.last_success_at is None, feed_tags=feed.tags)
     queued = rt.store.entries.record_poll(row.id, fetch, body_hash, items, release,
                                           outlet=parsed.title)
     if any(t.updates for t in rt.targets):
-        queued += _note_updates(rt, row.id, entries)
+        queued += _note_updates(rt.store, rt.targets, row.id, entries)
     return items, queued
 
 
-def _note_updates(rt: Runtime, feed_id: int, entries: Sequence[Entry]) -> int:
+def _note_updates(store: Store, targets: Sequence[Target], feed_id: int,
+                  entries: Sequence[Entry]) -> int:
     """Queue one "updated" note per alerted entry the feed re-titled, to the targets that got
     its alert and asked for notes; never a second alert."""
     queued = 0
-    for revision in rt.store.entries.retitled(feed_id, entries):
+    for revision in store.entries.retitled(feed_id, entries):
         title, body = render_update(revision.entry, revision.old_title)
         drafts = [Draft(t.id, t.label, title, body, kind=DeliveryKind.UPDATE)
-                  for t in rt.targets if t.updates and t.id in revision.targets]
-        queued += rt.store.entries.record_revision(revision.entry_id, revision.entry.title, drafts)
+                  for t in targets if t.updates and t.id in revision.targets]
+        queued += store.entries.record_revision(revision.entry_id, revision.entry.title, drafts)
     return queued
 
 
