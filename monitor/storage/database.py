@@ -15,13 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import (
-    Connection,
-    Engine,
-    event,
-    inspect,
-    text,
-)
+from sqlalchemy import Connection, Engine, event, inspect, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
@@ -29,13 +23,7 @@ from sqlalchemy.schema import CreateColumn
 from sqlmodel import Session, SQLModel, create_engine
 
 from monitor.errors import StoreError
-from monitor.storage.tables import (
-    SCHEMA_VERSION,
-    Delivery,
-    EntryRow,
-    FeedRow,
-    Meta,
-)
+from monitor.storage.tables import SCHEMA_VERSION, Delivery, EntryRow, FeedRow, Meta
 from monitor.support.secrets import mask_url
 
 IN_BATCH = 500  # ids per IN (...) list

@@ -6,21 +6,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-from sqlalchemy import (
-    case,
-    delete,
-    func,
-    update,
-)
+from sqlalchemy import case, delete, func, update
 from sqlmodel import col, select
 
 from monitor.storage.database import Database
-from monitor.storage.tables import (
-    Delivery,
-    DeliveryStatus,
-    MessageRow,
-    utcnow,
-)
+from monitor.storage.tables import Delivery, DeliveryStatus, MessageRow, utcnow
 
 
 class Outbox:

@@ -8,9 +8,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import (
-    update,
-)
+from sqlalchemy import update
 from sqlmodel import Session, col, select
 
 from monitor.matching import clustering
@@ -28,14 +26,7 @@ from monitor.models import (
 )
 from monitor.storage.database import IN_BATCH, Database, insert_new, insert_new_rows
 from monitor.storage.feeds import record_state
-from monitor.storage.tables import (
-    Delivery,
-    EntryRow,
-    FeedRow,
-    StoryKey,
-    StoryRow,
-    utcnow,
-)
+from monitor.storage.tables import Delivery, EntryRow, FeedRow, StoryKey, StoryRow, utcnow
 
 
 def _same_title(a: str, b: str) -> bool:

@@ -6,14 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import (
-    bindparam,
-    case,
-    func,
-    or_,
-    true,
-    update,
-)
+from sqlalchemy import bindparam, case, func, or_, true, update
 from sqlmodel import Session, col, select
 
 from monitor.config import FeedConfig
@@ -28,12 +21,7 @@ from monitor.models import (
     Unchanged,
 )
 from monitor.storage.database import IN_BATCH, Database, insert_new_rows
-from monitor.storage.tables import (
-    Delivery,
-    EntryRow,
-    FeedRow,
-    utcnow,
-)
+from monitor.storage.tables import Delivery, EntryRow, FeedRow, utcnow
 from monitor.support.secrets import mask_url
 
 # Hot paths use the Core table: the ORM's bulk insert/update machinery costs more CPU than

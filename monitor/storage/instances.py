@@ -4,19 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from sqlalchemy import (
-    update,
-)
+from sqlalchemy import update
 from sqlmodel import col, select
 
 from monitor.storage.database import Database
-from monitor.storage.tables import (
-    Delivery,
-    DeliveryStatus,
-    FeedRow,
-    InstanceRow,
-    utcnow,
-)
+from monitor.storage.tables import Delivery, DeliveryStatus, FeedRow, InstanceRow, utcnow
 
 
 class Instances:
