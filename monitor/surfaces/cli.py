@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import difflib
 import json
 import logging
 import os
+import signal
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
@@ -54,6 +56,7 @@ from monitor.surfaces.status import (
 
 log = logging.getLogger("monitor")
 EXIT_FAILED, EXIT_CONFIG, EXIT_DATABASE = 1, 2, 3
+EXIT_PIPE = 128 + signal.SIGPIPE  # what a shell reports for a tool whose reader went away
 T = TypeVar("T")
 
 
@@ -202,6 +205,8 @@ def _match(config: Config, source: str, as_json: bool) -> int:
 
 def _backtest(config: Config, start: datetime, only: str | None, as_json: bool) -> int:
     """Replay stored entries against the current watchlists; nothing is alerted."""
+    if only is not None and _unknown_watchlist(only, [w.name for w in config.watchlists]):
+        return EXIT_FAILED
     store = Store(config.database)
     try:
         stored = store.entries.since(start)
@@ -259,12 +264,26 @@ def _status(config: Config, as_json: bool) -> int:
     return 0
 
 
+def _unknown_watchlist(name: str, known: list[str]) -> bool:
+    """Say so (with the closest names) and return True when `name` is not a watchlist."""
+    if name in known:
+        return False
+    close = difflib.get_close_matches(name, known, n=3, cutoff=0.5) or known[:3]
+    print(f"monitor: no watchlist named {printable(name)!r}"
+          + (f" (did you mean {', '.join(close)}?)" if close else ""), file=sys.stderr)
+    return True
+
+
 def _history(config: Config, args: argparse.Namespace) -> int:
     store = Store(config.database)
     try:
         items = find_history(store, args.since, args.watchlist, args.grep)
     finally:
         store.close()
+    # A watchlist since removed from the config still has its history.
+    if args.watchlist and not items and _unknown_watchlist(
+            args.watchlist, [w.name for w in config.watchlists]):
+        return EXIT_FAILED
     render_history(items, Console(), args.json)
     return 0
 
@@ -343,6 +362,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_DATABASE
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `monitor history | head`: the reader has all it wanted
+        # Python would complain again when it flushes stdout at exit: point it nowhere.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_PIPE
     except Exception as error:  # the last line of defence: one line, not a traceback
         log.debug("traceback", exc_info=error)
         print(f"monitor: internal error: {error!r} (run with --log-level DEBUG for details)",

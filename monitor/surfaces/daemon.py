@@ -47,6 +47,7 @@ class Daemon:
         self.rt, self.config_path = rt, config_path
         rt.hold_fraction = 0.5
         self.config_digest = _digest(config_path)
+        self.config_error: str | None = None  # why the last reload failed, until one succeeds
         self.stopping = asyncio.Event()
         self.in_flight: set[asyncio.Task[object]] = set()
         self.scheduler = AsyncIOScheduler(job_defaults={
@@ -135,14 +136,26 @@ class Daemon:
 
     async def reload(self, reason: str) -> None:
         """Apply an edited config; a broken one is reported and the last good one kept."""
+        # What is read now is what the file watch compares against next.
+        self.config_digest = await asyncio.to_thread(_digest, self.config_path)
         try:
             config = await asyncio.to_thread(open_config, self.config_path)
             require_work(config)
         except ConfigError as error:
-            log.error("config reload (%s) failed, keeping the last good config: %s", reason,
-                      error)
+            if str(error) == self.config_error:  # SIGHUP after the file watch saw it, or so
+                log.info("config reload (%s): the same error as before, still running the "
+                         "last good config", reason)
+            else:
+                log.error("config reload (%s) failed, keeping the last good config: %s",
+                          reason, error)
+            self.config_error = str(error)
             return
+        resolved = "; the config error is resolved" if self.config_error else ""
+        self.config_error = None
         if config == self.rt.config:
+            if resolved:
+                log.info("config reloaded (%s): the same as the running config%s", reason,
+                         resolved)
             return
         if config.database != self.rt.config.database:
             log.warning("config reload: a new database takes effect only after a restart")
@@ -150,8 +163,8 @@ class Daemon:
         if config.http != self.rt.config.http:
             log.warning("config reload: a new http.listen takes effect only after a restart")
         self._apply(config)
-        log.info("config reloaded (%s): %d feeds, %d watchlists, %d targets", reason,
-                 len(config.feeds), len(config.watchlists), len(self.rt.targets))
+        log.info("config reloaded (%s): %d feeds, %d watchlists, %d targets%s", reason,
+                 len(config.feeds), len(config.watchlists), len(self.rt.targets), resolved)
 
     def _apply(self, config: Config) -> None:
         old = self.rt.config

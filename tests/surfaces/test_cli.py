@@ -231,5 +231,49 @@ def test_status_json_and_history(tmp_path: Path, feed_server: FeedServer, sink: 
     assert main(["--config", str(config), "history", "--grep", "лавров", "--json"]) == 0
     lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
     assert [x["feed"] for x in lines] == ["RU"]
-    assert main(["--config", str(config), "history", "--watchlist", "other"]) == 0
-    assert capsys.readouterr().out == ""
+    assert main(["--config", str(config), "history", "--watchlist", "other"]) == 1
+    assert capsys.readouterr().out == ""  # no watchlist is named so: an error, no output
+
+
+def test_unknown_watchlist_names_are_errors_naming_the_closest(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`history --watchlist` and `backtest --watchlist` with a name no watchlist has exit 1 and
+    name the closest watchlists; a known name with nothing to show exits 0."""
+    config = str(write_config(tmp_path, [], []))
+    for command in ("history", "backtest"):
+        assert main(["--config", config, command, "--watchlist", "russia-dprc"]) == 1
+        assert "no watchlist named 'russia-dprc' (did you mean russia-dprk?)" in \
+            capsys.readouterr().err
+        assert main(["--config", config, command, "--watchlist", "russia-dprk"]) == 0
+
+
+def test_match_on_a_web_page_says_it_is_not_a_feed(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`match` on an HTML page names the problem (not a feed) and exits 1 instead of reporting
+    zero matches."""
+    page = tmp_path / "page.html"
+    page.write_text("<!doctype html><html><head><title>News</title></head><body><p>Putin and "
+                    "Kim Jong Un met in Pyongyang.</p></body></html>", encoding="utf-8")
+    config = str(write_config(tmp_path, [], []))
+    assert main(["--config", config, "match", str(page)]) == 1
+    out, err = capsys.readouterr()
+    assert "not a feed" in err and "matches" not in out
+
+
+def test_output_cut_short_by_its_reader_ends_quietly(tmp_path: Path) -> None:
+    """`monitor match FILE --json | head -1`: once the reader is gone the command stops with
+    the shell's broken-pipe status (141) and writes nothing to stderr."""
+    items = "".join(f"<item><title>Putin and Kim Jong Un meet in Pyongyang ({n})</title>"
+                    f"<link>https://news.example/{n}</link></item>" for n in range(3000))
+    feed = tmp_path / "many.xml"
+    feed.write_text(f'<?xml version="1.0"?><rss version="2.0"><channel><title>t</title>{items}'
+                    "</channel></rss>", encoding="utf-8")
+    config = str(write_config(tmp_path, [], []))
+    command = [sys.executable, "-m", "monitor", "--config", config, "match", str(feed), "--json"]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as process:
+        assert process.stdout is not None and process.stderr is not None
+        first = process.stdout.readline()
+        process.stdout.close()
+        errors = process.stderr.read()
+        assert process.wait(timeout=120) == 141
+    assert first.startswith(b"{") and errors == b""

@@ -119,3 +119,25 @@ def test_systemd_notify_ready_watchdog_and_stopping(
         listener.close()
         if daemon.poll() is None:
             daemon.kill()
+
+
+def test_undoing_a_broken_edit_says_the_error_is_resolved(
+        tmp_path: Path, feed_server: FeedServer, sink: Sink) -> None:
+    """A broken edit is logged in full once: a SIGHUP that reads it again says only that the
+    error is the same; putting the file back as it was logs that the error is resolved."""
+    feeds = [{"url": feed_server.serve("/ru.xml", render_feed("russian.xml"))}]
+    config = write_config(tmp_path, feeds, [{"url": sink.url}])
+    good = config.read_text()
+    log = tmp_path / "daemon.log"
+    with running_daemon(config, log) as daemon:
+        assert wait_for(lambda: len(sink.received) == 1), log.read_text()
+        config.write_text(good + "\nfeedz: []\n")
+        assert wait_for(lambda: "(the config file changed) failed" in log.read_text())
+        daemon.send_signal(signal.SIGHUP)
+        assert wait_for(lambda: "(SIGHUP): the same error as before" in log.read_text())
+        config.write_text(good)
+        assert wait_for(lambda: "the config error is resolved" in log.read_text()), \
+            log.read_text()
+        daemon.send_signal(signal.SIGTERM)
+        assert daemon.wait(timeout=30) == 0
+    assert log.read_text().count("keeping the last good config") == 1
