@@ -247,11 +247,11 @@ class HttpConfig(StrictModel):
 
     listen: str | None = None
 
-    @field_validator("listen")
+    @field_validator("listen", mode="before")
     @classmethod
-    def _host_port(cls, listen: str | None) -> str | None:
-        if listen is not None and not re.match(r"^(\[[0-9a-fA-F:]+\]|[\w.-]*):\d{1,5}$",
-                                                listen):
+    def _host_port(cls, listen: Any) -> str | None:
+        if listen is not None and not (isinstance(listen, str) and re.match(
+                r"^(\[[0-9a-fA-F:]+\]|[\w.-]*):\d{1,5}$", listen)):
             raise ValueError(f"expected HOST:PORT such as 127.0.0.1:8080 (got {listen!r})")
         return listen
 
@@ -391,6 +391,11 @@ def _is_type_tag(part: str | int) -> bool:
                                       or part in ("int", "str", "float", "bool"))
 
 
+def _plain_loc(loc: tuple[str | int, ...]) -> tuple[str | int, ...]:
+    """A key path without pydantic's union branch tags."""
+    return tuple(part for part in loc if not _is_type_tag(part))
+
+
 def _explain(error: Mapping[str, Any]) -> tuple[tuple[str | int, ...], str]:
     loc = tuple(p for p in error["loc"] if not _is_type_tag(p))
     if error["type"] == "extra_forbidden":
@@ -446,6 +451,21 @@ def _check_holds(config: Config, path: Path, located: _Located) -> None:
                                   line=located.line(loc))
 
 
+def _yaml_problem(error: yaml.YAMLError) -> tuple[int | None, str]:
+    """The line to show and what is wrong. An unclosed bracket or quote is noticed lines
+    later, where the next thing starts: show the line where it was opened."""
+    problem = getattr(error, "problem", None) or str(error)
+    mark, start = getattr(error, "problem_mark", None), getattr(error, "context_mark", None)
+    context = str(getattr(error, "context", None) or "")
+    line = mark.line + 1 if mark else None
+    if start is not None and line is not None and ("flow" in context or "quoted" in context) \
+            and start.line + 1 < line:
+        opened = context.removeprefix("while ")
+        return start.line + 1, f"{problem} ({opened} that starts on this line; noticed on " \
+                               f"line {line})"
+    return line, problem
+
+
 def parse_config(text: str, path: Path | str = "<config>") -> Config:
     """Validate config text; `path` is used for messages and to place relative files."""
     path = Path(path)
@@ -453,10 +473,8 @@ def parse_config(text: str, path: Path | str = "<config>") -> Config:
         root = yaml.compose(text, Loader=_LOADER)
         raw = yaml.load(text, Loader=_LOADER)  # noqa: S506 (a SafeLoader)
     except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        problem = getattr(error, "problem", None) or str(error)
-        raise ConfigError(path, f"invalid YAML: {problem}",
-                          line=mark.line + 1 if mark else None) from None
+        line, message = _yaml_problem(error)
+        raise ConfigError(path, f"invalid YAML: {message}", line=line) from None
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
@@ -472,7 +490,11 @@ def parse_config(text: str, path: Path | str = "<config>") -> Config:
         # An unknown key usually explains a missing one (a typo): report it first.
         first = min(errors.errors(), key=lambda e: e["type"] != "extra_forbidden")
         loc, message = _explain(first)
-        more = len(errors.errors()) - 1
+        # A value that fits no branch of a union fails once per branch, and a list whose only
+        # item failed is "too short": those are the same problem.
+        where = _plain_loc(first["loc"])
+        more = len({loc for loc in (_plain_loc(e["loc"]) for e in errors.errors())
+                    if loc != where[:len(loc)]})
         suffix = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
         raise ConfigError(path, message + suffix, key=_key_path(loc),
                           line=located.line(loc)) from None

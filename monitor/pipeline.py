@@ -57,6 +57,7 @@ from monitor.storage.tables import FeedRow, utcnow
 from monitor.support import metrics
 from monitor.support.backoff import retry_at
 from monitor.support.instance import HOST, OWNER, process_alive
+from monitor.support.logs import counted
 from monitor.support.secrets import register_secrets, secrets_of
 
 log = logging.getLogger("monitor")
@@ -227,7 +228,8 @@ def _fail(rt: Runtime, feed: FeedConfig, row: FeedRow, failure: Failure, release
     if failure.retry_after:
         when = max(when, utcnow() + timedelta(seconds=min(failure.retry_after, 86400)))
     rt.store.feeds.record_failure(row.id, failure, when, release)
-    first = " (started failing)" if failures == 1 else ""
+    first = "" if failures > 1 else " (started failing)" if row.last_success_at else \
+        " (never polled successfully yet)"
     log.warning("feed %s failed%s, %d in a row: %s", feed.title, first, failures, failure.reason)
     return PollReport(feed.title, status, error=failure.reason)
 
@@ -302,8 +304,9 @@ async def _poll(feed: FeedConfig, rt: Runtime, row: FeedRow, release: LeaseEnd) 
     metrics.ENTRIES.inc(len(items))
     for match in (m for item in items for m in item.matches):
         metrics.MATCHES.labels(match.watchlist).inc()
-    log.info("feed %s: %d entries, %d new, %d matched, %d alerts queued", feed.title,
-             len(parsed.entries), len(items), matched, queued)
+    log.info("feed %s: %s, %d new, %d matched, %s queued", feed.title,
+             counted(len(parsed.entries), "entry", "entries"), len(items), matched,
+             counted(queued, "alert"))
     return PollReport(feed.title, PollStatus.OK, new=len(items), matched=matched, queued=queued)
 
 

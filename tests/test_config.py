@@ -86,6 +86,18 @@ BROKEN = [
     ("delivery:\n  expire_after: 8h\nnotify:\n  - url: json://h/x\n"
      "    quiet_hours: 22:00-07:00\n", 5, "notify[0].quiet_hours",
      ["holds alerts up to 9 h", "raise delivery.expire_after"]),
+    # YAML mistakes are shown where they were made, not where the parser noticed them.
+    ("feeds:\n  - url: https://a.example/f\n    name: [unclosed\nwatchlists: []\n", 3, "",
+     ["invalid YAML", "flow sequence that starts on this line", "noticed on line 4"]),
+    ("feeds:\n  - url: https://a.example/f\n    name: 'unclosed\nwatchlists: []\n", 3, "",
+     ["invalid YAML", "quoted scalar that starts on this line"]),
+    ("feeds:\n  - url: https://a.example/f\n - url: https://b.example/f\n", 3, "",
+     ["invalid YAML"]),
+    # A value of the wrong type gets the key's own explanation; one mistake is one problem.
+    ("http:\n  listen: 8703\n", 2, "http.listen", ["expected HOST:PORT", "(got 8703)"]),
+    ("watchlists:\n  - name: w\n    entities: {a: [x]}\n    rules:\n      - any: [a]\n"
+     "        within: sentance\n", 6, "watchlists[0].rules[0].within",
+     ["expected `sentence` or a number of words", "did you mean `sentence`?"]),
 ]
 
 
@@ -101,6 +113,7 @@ def test_broken_config_names_file_line_key_and_problem(
     assert error.line == line
     for word in words:
         assert word in str(error), str(error)
+    assert "more problem" not in str(error)
 
 
 def test_bundled_config_is_valid_and_has_feeds_in_several_languages() -> None:

@@ -4,9 +4,9 @@ pydantic. The matcher compiles them; the config loader embeds them in the whole 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Annotated, Literal, Protocol
+from typing import Annotated, Any, Literal, Protocol
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from monitor.models import Priority
 
@@ -28,6 +28,14 @@ class RuleConfig(StrictModel):
     any: tuple[str, ...] = ()
     none: tuple[str, ...] = ()
     within: Literal["sentence"] | Annotated[int, Field(ge=1)] | None = None
+
+    @field_validator("within", mode="before")
+    @classmethod
+    def _sentence_or_words(cls, within: Any) -> Any:
+        if isinstance(within, str) and within != "sentence" and not within.isdigit():
+            raise ValueError(f"expected `sentence` or a number of words (got {within!r}; did "
+                             "you mean `sentence`?)")
+        return within
 
     @model_validator(mode="after")
     def _not_empty(self) -> RuleConfig:

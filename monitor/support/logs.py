@@ -22,6 +22,11 @@ from monitor.support.secrets import redact
 _UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 
 
+def counted(number: int, noun: str, plural: str | None = None) -> str:
+    """"1 alert", "2 alerts", "0 alerts"."""
+    return f"{number} {noun if number == 1 else plural or noun + 's'}"
+
+
 def printable(text: str) -> str:
     """`text` as one inert line: controls and line breaks shown as escapes (`\\n`, `\\x1b`)."""
     return _UNPRINTABLE.sub(lambda found: found.group().encode("unicode_escape").decode(), text)

@@ -41,7 +41,7 @@ from monitor.sources.feedlist import (
 )
 from monitor.storage.store import Store
 from monitor.storage.tables import utcnow
-from monitor.support.logs import printable, setup_logging
+from monitor.support.logs import counted, printable, setup_logging
 from monitor.support.secrets import redact
 from monitor.surfaces.daemon import Daemon
 from monitor.surfaces.report import describe_match, match_record
@@ -154,9 +154,10 @@ async def _run(config: Config, path: Path, once: bool) -> int:
     finally:
         await rt.close()
     reports, delivered = cycle.polls, cycle.delivery
-    log.info("cycle done: %d feeds polled, %d failed, %d new entries, %d alerts queued; "
-             "%d sent, %d to retry, %d expired", len(reports), len(cycle.failed),
-             sum(r.new for r in reports), sum(r.queued for r in reports), delivered.sent,
+    log.info("cycle done: %s polled, %d failed, %s, %s queued; %d sent, %d to retry, "
+             "%d expired", counted(len(reports), "feed"), len(cycle.failed),
+             counted(sum(r.new for r in reports), "new entry", "new entries"),
+             counted(sum(r.queued for r in reports), "alert"), delivered.sent,
              delivered.retrying, delivered.expired)
     broken = next((r for r in reports if r.status is PollStatus.DATABASE_ERROR), None)
     if broken:

@@ -19,7 +19,7 @@ from monitor.config import Config, NotifyConfig
 from monitor.delivery.notifier import targets
 from monitor.storage.store import Store
 from monitor.storage.tables import utcnow
-from monitor.support.logs import printable
+from monitor.support.logs import counted, printable
 from monitor.support.secrets import mask_url, redact
 
 ALIVE_SECONDS = 180  # three missed heartbeats
@@ -117,6 +117,14 @@ class HistoryItem:
     alerted: bool
 
 
+_OUTCOMES = {"ok": "ok", "not_modified": "not modified", "error": "error"}
+
+
+def describe_outcome(outcome: str | None) -> str:
+    """A feed's last poll outcome in words ("not modified", not "not_modified")."""
+    return _OUTCOMES.get(outcome or "", outcome or "-")
+
+
 def gather_status(config: Config, store: Store) -> Status:
     """Read the state of every configured feed, the outbox, watchlists and instances."""
     now = utcnow()
@@ -161,7 +169,7 @@ def render_status(status: Status, console: Console) -> None:
         table.add_column(column, overflow="fold")
     for feed in status.feeds:
         style = "red" if feed.health == "failing" else "yellow" if feed.failures else ""
-        cells = (feed.name, format_time(feed.last_poll), feed.outcome or "-",
+        cells = (feed.name, format_time(feed.last_poll), describe_outcome(feed.outcome),
                  str(feed.http_status or "-"), str(feed.failures),
                  format_time(feed.last_new_entry), str(feed.entries_seen), feed.health,
                  (feed.last_error or "")[:80])
@@ -180,7 +188,7 @@ def render_status(status: Status, console: Console) -> None:
         _plain(console, f"instance {instance.id}: {'alive' if instance.alive else 'gone'}, last "
                       f"heartbeat {instance.heartbeat_age_s:.0f}s ago, started "
                       f"{format_time(instance.started_at)} UTC, "
-                      f"holds {instance.leases} feed leases")
+                      f"holds {counted(instance.leases, 'feed lease')}")
 
 
 def _plain(console: Console, line: str) -> None:

@@ -30,7 +30,7 @@ from monitor.storage.tables import EntryRow, utcnow
 from monitor.support import metrics
 from monitor.support.secrets import redact
 from monitor.surfaces.httpserver import SECURITY_HEADERS, App, BoundedServer, StartResponse
-from monitor.surfaces.status import format_time, gather_status
+from monitor.surfaces.status import describe_outcome, format_time, gather_status
 
 log = logging.getLogger("monitor")
 ATOM = "http://www.w3.org/2005/Atom"
@@ -119,7 +119,7 @@ def status_page(state: WebState) -> bytes:
         (f"<tr class='{_escaped(f.health if f.health != 'ok' or not f.failures else 'error')}'>"
          f"<td>{_escaped(f.name)}</td><td>"
          f"{format_time(f.last_poll)}</td><td>"
-         f"{_escaped(f.outcome or '-')}</td><td>{f.failures}</td><td>{_escaped(f.health)}"
+         f"{_escaped(describe_outcome(f.outcome))}</td><td>{f.failures}</td><td>{_escaped(f.health)}"
          f"</td><td>{_escaped((f.last_error or '')[:120])}</td></tr>") for f in status.feeds)
     latest = "".join(
         f"<li>{link_html(row.link, row.title)} "

@@ -277,3 +277,28 @@ def test_output_cut_short_by_its_reader_ends_quietly(tmp_path: Path) -> None:
         errors = process.stderr.read()
         assert process.wait(timeout=120) == 141
     assert first.startswith(b"{") and errors == b""
+
+
+def test_run_once_log_lines_count_in_words(tmp_path: Path, feed_server: FeedServer,
+                                           sink: Sink) -> None:
+    """The cycle's log lines say "1 alert queued", not "1 alerts", and a feed failing on its
+    very first poll is said never to have been polled successfully (not "started failing")."""
+    url = feed_server.serve("/ru.xml", render_feed("russian.xml"))
+    feeds = [{"url": url, "name": "RU"}, {"url": f"{feed_server.base}/gone.xml", "name": "Gone"}]
+    config = write_config(tmp_path, feeds, [{"url": sink.url}])
+    run = subprocess.run([sys.executable, "-m", "monitor", "--config", str(config), "run",
+                          "--once"], check=False, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert "feed RU: 2 entries, 2 new, 1 matched, 1 alert queued" in run.stderr
+    assert "feed Gone failed (never polled successfully yet), 1 in a row" in run.stderr
+    assert "cycle done: 2 feeds polled, 1 failed, 2 new entries, 1 alert queued" in run.stderr
+
+
+@pytest.mark.parametrize(("outcome", "shown"), [
+    ("ok", "ok"), ("not_modified", "not modified"), ("error", "error"), (None, "-"),
+    ("something_new", "something_new")])
+def test_poll_outcomes_are_shown_in_words(outcome: str | None, shown: str) -> None:
+    """`status` and the status page show a feed's last outcome in words."""
+    from monitor.surfaces.status import describe_outcome
+
+    assert describe_outcome(outcome) == shown
