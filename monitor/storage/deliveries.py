@@ -117,6 +117,16 @@ class Outbox:
             return {target: (int(count), int(held or 0), release)
                     for target, count, held, release in rows}
 
+    def last_errors(self) -> dict[str, str]:
+        """Per target id: why the latest failed attempt at one of its waiting messages failed."""
+        with self.db.transaction() as session:
+            rows = session.exec(
+                select(Delivery.target, Delivery.last_error)
+                .where(Delivery.status == DeliveryStatus.PENDING,
+                       col(Delivery.last_error).is_not(None))
+                .order_by(col(Delivery.id)))
+            return {target: error for target, error in rows if error}
+
     def counts(self) -> dict[str, int]:
         """How many deliveries are in each state."""
         with self.db.transaction() as session:

@@ -84,9 +84,14 @@ def setup_logging(level: str = "INFO", style: str = "text") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    # httpx and APScheduler say at INFO what we already report once per event; Apprise's
-    # failure messages are already part of our own delivery line.
+    # httpx and APScheduler say at INFO what we already report once per event.
     for noisy in ("httpx", "httpcore", "apscheduler"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
-    logging.getLogger("apprise").setLevel(
-        logging.DEBUG if root.level <= logging.DEBUG else logging.CRITICAL)
+    # Apprise's warnings must still be made: its per-service results capture them, and they
+    # are the reason our own delivery line gives. They reach our log only at DEBUG.
+    apprise = logging.getLogger("apprise")
+    debug = root.level <= logging.DEBUG
+    apprise.setLevel(logging.DEBUG if debug else logging.WARNING)
+    apprise.propagate = debug
+    if not any(isinstance(h, logging.NullHandler) for h in apprise.handlers):
+        apprise.addHandler(logging.NullHandler())  # not Python's last-resort stderr handler

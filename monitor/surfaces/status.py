@@ -62,6 +62,7 @@ class TargetStatus:
     pending: int
     held: int
     next_release: datetime | None  # when the first held alert goes out
+    last_error: str | None = None  # why the latest attempt at a waiting alert failed
 
 
 @dataclass(frozen=True)
@@ -97,11 +98,14 @@ def _duration(seconds: float) -> str:
 
 def _targets(config: Config, store: Store) -> list[TargetStatus]:
     waiting = store.outbox.waiting_by_target()
+    errors = store.outbox.last_errors()
     result = []
     for target, notify in zip(targets(config), config.notify or (None,), strict=True):
         pending, held, release = waiting.get(target.id, (0, 0, None))
+        error = errors.get(target.id)
         result.append(TargetStatus(target.label, describe_pace(notify) if notify else
-                                   "immediate", pending, held, release))
+                                   "immediate", pending, held, release,
+                                   redact(error) if error else None))
     return result
 
 
@@ -180,7 +184,8 @@ def render_status(status: Status, console: Console) -> None:
         waiting = f"{target.pending} waiting"
         if target.held:
             waiting += (f", {target.held} held until {format_time(target.next_release)} UTC")
-        _plain(console, f"target {target.name}: {target.pace}; {waiting}")
+        failing = f"; last attempt failed: {target.last_error}" if target.last_error else ""
+        _plain(console, f"target {target.name}: {target.pace}; {waiting}{failing}")
     for name, window in status.watchlists.items():
         _plain(console, f"watchlist {name}: {window['day']} matches in the last day, "
                       f"{window['week']} in the last week")

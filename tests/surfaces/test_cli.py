@@ -66,7 +66,8 @@ def test_notify_test_reports_each_target(tmp_path: Path, sink: Sink,
     assert main(["--config", str(config), "notify-test"]) == 1
     out = capsys.readouterr().out
     assert "sink: OK" in out
-    assert "dead: FAILED" in out
+    assert "dead: FAILED: FAILURE: A Connection error occurred sending JSON notification to " \
+        "127.0.0.1." in out  # Apprise's reason, not only FAILURE
     assert sink.titles() == ["monitor test"]
 
 
@@ -302,3 +303,21 @@ def test_poll_outcomes_are_shown_in_words(outcome: str | None, shown: str) -> No
     from monitor.surfaces.status import describe_outcome
 
     assert describe_outcome(outcome) == shown
+
+
+def test_status_says_why_a_target_is_failing(tmp_path: Path, feed_server: FeedServer,
+                                             sink: Sink, capsys: pytest.CaptureFixture[str]
+                                             ) -> None:
+    """While a target refuses its alerts, `status` (text and JSON) shows Apprise's reason for
+    the latest failed attempt beside the target's waiting alerts."""
+    sink.failing = True
+    feeds = [{"url": feed_server.serve("/ru.xml", render_feed("russian.xml"))}]
+    config = str(write_config(tmp_path, feeds, [{"url": sink.url, "name": "desk"}]))
+    assert main(["--config", config, "run", "--once"]) == 0
+    capsys.readouterr()
+    assert main(["--config", config, "status"]) == 0
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("target desk"))
+    assert "1 waiting; last attempt failed: " in line and "503" in line, line
+    assert main(["--config", config, "status", "--json"]) == 0
+    (target,) = json.loads(capsys.readouterr().out)["targets"]
+    assert "503" in target["last_error"]
