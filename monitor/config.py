@@ -300,6 +300,15 @@ class _Located:
         return best
 
 
+def line_of(path: Path | str, loc: tuple[str | int, ...]) -> int | None:
+    """The line of the config file at `path` that holds the key path `loc`, if it can tell."""
+    try:
+        root = yaml.compose(Path(path).read_text(encoding="utf-8"), Loader=_LOADER)
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return None
+    return _Located(root).line(loc)
+
+
 def _child(node: yaml.Node, part: str | int) -> yaml.Node | None:
     if isinstance(node, yaml.MappingNode):
         for key, value in node.value:

@@ -176,6 +176,23 @@ def test_check_command_on_good_and_broken_configs(
     assert "file not found" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(("url", "message"), [
+    ("jsn://127.0.0.1:9/hook", "Apprise knows no 'jsn' service (did you mean json://?)"),
+    ("tgram://only-a-token", "Apprise cannot use this tgram:// URL: a required part"),
+    ("mailto://u:p@127.0.0.1:9?to=a@example.org",
+     "Apprise cannot use this mailto:// URL: Invalid ~From~ email specified"),
+])
+def test_check_refuses_notify_urls_apprise_cannot_use(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], url: str, message: str) -> None:
+    """`check` runs every target URL through Apprise's own parser and points at the bad one."""
+    path = tmp_path / "c.yaml"
+    path.write_text(MINIMAL + f"notify:\n  - url: json://127.0.0.1:9/ok\n  - url: {url}\n")
+    assert main(["--config", str(path), "check"]) == 2
+    assert f"{path}:10: notify[1].url: {message}" in capsys.readouterr().err
+    path.write_text(MINIMAL + "notify:\n  - url: json://127.0.0.1:9/ok\n")
+    assert main(["--config", str(path), "check"]) == 0
+
+
 LAUGHS = b"a: &a [x,x,x,x,x,x,x,x,x]\n" + b"".join(
     b"%c: &%c [" % (c, c) + b",".join([b"*%c" % (c - 1)] * 9) + b"]\n" for c in range(98, 106))
 

@@ -7,8 +7,10 @@ URL itself: Apprise URLs carry tokens. With no `notify` entry configured, alerts
 
 from __future__ import annotations
 
+import difflib
 import functools
 import hashlib
+import logging
 import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -23,6 +25,28 @@ from monitor.delivery.schedule import Policy
 from monitor.models import Priority
 
 CONSOLE_URL = "console://"
+
+
+def url_problem(url: str) -> str | None:
+    """Why Apprise cannot use this target URL (None when it can): Apprise's own reason where
+    it gives one without quoting the URL, and the closest scheme it knows to an unknown one."""
+    apprise = _apprise()
+    with apprise.LogCapture(level=logging.WARNING) as said:
+        if apprise.Apprise.instantiate(url) is not None:
+            return None
+    scheme = url.partition("://")[0].lower()
+    known = {p for entry in apprise.Apprise().details()["schemas"]
+             for p in (*(entry.get("protocols") or ()), *(entry.get("secure_protocols") or ()))}
+    if scheme not in known:
+        close = difflib.get_close_matches(scheme, sorted(known), n=1)
+        return f"Apprise knows no {scheme!r} service" + (f" (did you mean {close[0]}://?)"
+                                                          if close else "")
+    # Lines quoting the URL (masked by Apprise, but only in part) are left out.
+    reasons = [line.rpartition(" - ")[2] for line in said.getvalue().splitlines()
+               if "://" not in line]
+    return f"Apprise cannot use this {scheme}:// URL: " + (
+        reasons[0] if reasons else "a required part is missing or malformed (see the Apprise "
+                                   "wiki for its form)")
 
 
 def _print_alert(body: str, title: str, notify_type: str, *args: Any, **kwargs: Any) -> bool:

@@ -25,8 +25,15 @@ from rich.console import Console
 from rich.progress import track
 
 from monitor import __version__
-from monitor.config import Config, FeedConfig, default_config_path, parse_duration, require_work
-from monitor.delivery.notifier import send, targets
+from monitor.config import (
+    Config,
+    FeedConfig,
+    default_config_path,
+    line_of,
+    parse_duration,
+    require_work,
+)
+from monitor.delivery.notifier import send, targets, url_problem
 from monitor.errors import ConfigError, FetchError, OpmlError, ParseError, StoreError
 from monitor.matching.matcher import compile_watchlists, match_entry
 from monitor.models import PollStatus
@@ -168,6 +175,12 @@ async def _run(config: Config, path: Path, once: bool) -> int:
 
 def _check(config: Config) -> int:
     require_work(config)
+    for index, notify in enumerate(config.notify):
+        problem = url_problem(notify.url)
+        if problem:  # the daemon would retry it for days
+            loc = ("notify", index, "url")
+            raise ConfigError(config.path, problem, key=f"notify[{index}].url",
+                              line=line_of(config.path, loc))
     compiled = compile_watchlists(config)
     print(f"{config.path}: OK — {len(config.feeds)} feeds, {len(config.notify)} notify targets, "
           f"{len(config.watchlists)} watchlists, {len(compiled.terms) + len(compiled.regex_terms)}"

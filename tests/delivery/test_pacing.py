@@ -123,8 +123,9 @@ def test_check_describes_each_targets_pace_and_form(
     config = write_config(tmp_path, [{"url": "https://a.example/f.xml"}], [
         {"url": "json://127.0.0.1:9/a", "name": "chat", "rate_limit": "6/h",
          "quiet_hours": "22:00-07:00", "timezone": "Asia/Seoul", "tags": ["korea"]},
-        {"url": "mailto://u:p@127.0.0.1:9?to=a@example.org", "name": "mail", "mode": "digest",
-         "digest_every": "1d", "digest_at": "08:00", "timezone": "Europe/Berlin"}])
+        {"url": "mailto://u:p@127.0.0.1:9?from=u@example.org&to=a@example.org", "name": "mail",
+         "mode": "digest", "digest_every": "1d", "digest_at": "08:00",
+         "timezone": "Europe/Berlin"}])
     assert main(["--config", str(config), "check"]) == 0
     out = capsys.readouterr().out
     assert ("target chat: immediate; at most 6 per 1h; quiet 22:00-07:00 Asia/Seoul (high "
