@@ -424,9 +424,16 @@ def default_config_path() -> Path:
 
 
 def default_database_url(config_path: Path) -> str:
-    """A SQLite file in systemd's state directory if there is one, else beside the config."""
+    """Where the SQLite file goes when `database` is empty, by the systemd unit's own rule so
+    that the service and a person's admin commands find the same file: systemd's
+    `$STATE_DIRECTORY`; else, for a config in `/etc/NAME/` (the unit's ConfigurationDirectory),
+    `/var/lib/NAME/` (its StateDirectory); else beside the config."""
     state = os.environ.get("STATE_DIRECTORY", "").split(":")[0]
-    folder = Path(state) if state else config_path.resolve().parent
+    folder = config_path.resolve().parent
+    if state:
+        folder = Path(state)
+    elif folder.parent == Path("/etc"):
+        folder = Path("/var/lib") / folder.name
     return f"sqlite:///{folder / 'monitor.db'}"
 
 

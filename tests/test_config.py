@@ -9,7 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from monitor.config import load_config, parse_config, parse_duration, parse_size
+from monitor.config import (
+    default_database_url,
+    load_config,
+    parse_config,
+    parse_duration,
+    parse_size,
+)
 from monitor.errors import ConfigError
 from monitor.surfaces.cli import main
 from tests.support.project import ROOT
@@ -159,6 +165,20 @@ def test_default_database_goes_to_systemd_state_directory(
     path = tmp_path / "c.yaml"
     path.write_text(MINIMAL)
     assert load_config(path).database == f"sqlite:///{tmp_path / 'state' / 'monitor.db'}"
+
+
+@pytest.mark.parametrize(("config_path", "state", "expected"), [
+    ("/etc/monitor/config.yaml", "", "/var/lib/monitor/monitor.db"),      # an admin at a shell
+    ("/etc/monitor/config.yaml", "/var/lib/monitor", "/var/lib/monitor/monitor.db"),  # the unit
+    ("/etc/news/config.yaml", "", "/var/lib/news/monitor.db"),             # a renamed unit
+    ("/home/ana/monitor/config.yaml", "", "/home/ana/monitor/monitor.db"),  # a user's own
+])
+def test_admin_commands_and_the_unit_find_the_same_default_database(
+        monkeypatch: pytest.MonkeyPatch, config_path: str, state: str, expected: str) -> None:
+    """With no `database` key, a config in /etc/NAME/ means /var/lib/NAME/monitor.db with or
+    without systemd's $STATE_DIRECTORY, as the unit's Configuration/StateDirectory pair does."""
+    monkeypatch.setenv("STATE_DIRECTORY", state)
+    assert default_database_url(Path(config_path)) == f"sqlite:///{expected}"
 
 
 def test_check_command_on_good_and_broken_configs(

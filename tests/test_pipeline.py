@@ -245,3 +245,36 @@ def test_read_feed_and_match_entries_without_recording(tmp_path: Path,
         asyncio.run(read_feed(config, str(page)))
     with pytest.raises(FetchError):
         asyncio.run(read_feed(config, str(tmp_path / "nowhere.xml")))
+
+
+async def _one_cycle(config: Path) -> CycleReport:
+    runtime = _runtime(config)
+    try:
+        return await runtime.run_cycle()
+    finally:
+        await runtime.close()
+
+
+def _item(title: str, published: str) -> str:
+    return f"<item><title>{title}</title><link>https://news.example/{abs(hash(title))}</link>" \
+           f"{published}</item>"
+
+
+def test_a_new_database_re_alerts_only_what_backfill_allows(
+        tmp_path: Path, feed_server: FeedServer, sink: Sink) -> None:
+    """Pointing a config that has history at a new database re-sends only the entries inside
+    `poll.backfill`: the day-old story stays silent."""
+    hour = (datetime.now(UTC) - timedelta(hours=1)).strftime("%a, %d %b %Y %H:%M:%S +0000")
+    day = (datetime.now(UTC) - timedelta(days=1)).strftime("%a, %d %b %Y %H:%M:%S +0000")
+    body = ("<rss version='2.0'><channel><title>T</title>"
+            + _item("Lavrov arrives in Pyongyang for talks with North Korea",
+                    f"<pubDate>{hour}</pubDate>")
+            + _item("Shoigu meets Kim Jong Un in Pyongyang", f"<pubDate>{day}</pubDate>")
+            + "</channel></rss>")
+    url = feed_server.serve("/f.xml", body.encode())
+    for database in ("first.db", "second.db"):
+        config = write_config(tmp_path, [{"url": url, "name": "F"}], [{"url": sink.url}],
+                              database=f"sqlite:///{tmp_path / database}")
+        assert asyncio.run(_one_cycle(config)).delivery.sent == 1
+    assert [t for t in sink.titles() if "Lavrov" in t] == sink.titles()
+    assert len(sink.titles()) == 2

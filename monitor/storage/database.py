@@ -76,24 +76,39 @@ def _migrate(connection: Connection) -> None:
                        {"v": str(SCHEMA_VERSION)})
 
 
-def _make_engine(url: str) -> Engine:
+def sqlite_path(url: str) -> Path | None:
+    """The file of a SQLite URL (None for a server or an in-memory database)."""
+    if not url.startswith("sqlite") or "///" not in url:
+        return None
+    path = url.split("///", 1)[1].split("?", 1)[0]
+    return Path(path) if path and path != ":memory:" else None
+
+
+def _make_engine(url: str, create: bool) -> Engine:
     try:
+        path = sqlite_path(url)
+        if path is not None:
+            # A mistyped folder would otherwise start a fresh, empty history.
+            if not path.parent.is_dir():
+                raise StoreError(f"cannot use database {safe_database_url(url)}: the folder "
+                                 f"{path.parent} does not exist (create it, or fix the path)")
+            if not create and not path.exists():
+                raise StoreError(f"no database at {path}: nothing has been recorded there yet "
+                                 "(the daemon creates it on its first run; is this the "
+                                 "config the service uses?)")
+            # Created private before SQLite opens it (its -wal and -shm files take the
+            # database file's mode): it holds every alert and the feeds' URLs.
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
         if url.startswith("sqlite"):
-            path = url.split("///", 1)[1].split("?", 1)[0] if "///" in url else ""
-            if path and path != ":memory:":
-                Path(path).parent.mkdir(parents=True, exist_ok=True)
-                # Created private before SQLite opens it (its -wal and -shm files take the
-                # database file's mode): it holds every alert and the feeds' URLs.
-                os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
             engine = create_engine(url, connect_args={"timeout": 30})
             _sqlite_pragmas(engine)
             return engine
         return create_engine(url, pool_pre_ping=True)
     except (ArgumentError, ImportError, OSError, ValueError) as error:
-        raise StoreError(f"cannot use database {_safe_url(url)}: {error}") from None
+        raise StoreError(f"cannot use database {safe_database_url(url)}: {error}") from None
 
 
-def _safe_url(url: str) -> str:
+def safe_database_url(url: str) -> str:
     """The database URL without its password."""
     try:
         return make_url(url).render_as_string(hide_password=True)
@@ -131,20 +146,35 @@ class Database:
     """One database: its engine, its schema (created and migrated on open) and its
     transactions. The store's parts share one `Database`."""
 
-    def __init__(self, url: str):
+    def __init__(self, url: str, create: bool = True):
+        """Open (and, with `create`, create) the database at `url`. Without `create` a
+        database that holds no monitor data is an error: read-only commands must not leave
+        an empty database where the service's was expected."""
         self.url = url
         self._lock = threading.RLock()
-        self.engine = _make_engine(url)
+        self.engine = _make_engine(url, create)
+        try:
+            self._prepare(create)
+        except BaseException:
+            self.engine.dispose()
+            raise
+
+    def _prepare(self, create: bool) -> None:
+        """Create (where allowed) and migrate the schema."""
+        url = self.url
         try:
             with self.engine.begin() as connection:
                 if connection.dialect.name == "postgresql":
                     # Instances starting together would race to create the same tables.
                     connection.execute(text("SELECT pg_advisory_xact_lock(7270001)"))
+                if not create and not inspect(connection).has_table(Meta.__tablename__):
+                    raise StoreError(f"database {safe_database_url(url)} holds no monitor data yet "
+                                     "(the daemon creates it on its first run)")
                 SQLModel.metadata.create_all(connection)
                 _migrate(connection)
             self._check_schema()
         except SQLAlchemyError as error:
-            raise StoreError(f"cannot use database {_safe_url(url)}: "
+            raise StoreError(f"cannot use database {safe_database_url(url)}: "
                              f"{error.__class__.__name__}: {getattr(error, 'orig', error)}"
                              ) from None
 

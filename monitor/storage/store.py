@@ -18,9 +18,9 @@ from monitor.storage.instances import Instances
 class Store:
     """All database access of the daemon and the CLI, by what it keeps."""
 
-    def __init__(self, url: str):
+    def __init__(self, url: str, create: bool = True):
         self.url = url
-        self.database = Database(url)
+        self.database = Database(url, create)
         self.feeds = Feeds(self.database)
         self.entries = Entries(self.database)
         self.outbox = Outbox(self.database)

@@ -29,6 +29,7 @@ from monitor.config import (
     Config,
     FeedConfig,
     default_config_path,
+    default_database_url,
     line_of,
     parse_duration,
     require_work,
@@ -46,6 +47,7 @@ from monitor.sources.feedlist import (
     write_opml,
     write_private,
 )
+from monitor.storage.database import safe_database_url, sqlite_path
 from monitor.storage.store import Store
 from monitor.storage.tables import utcnow
 from monitor.support.logs import counted, printable, setup_logging
@@ -184,11 +186,28 @@ def _check(config: Config) -> int:
     compiled = compile_watchlists(config)
     print(f"{config.path}: OK — {len(config.feeds)} feeds, {len(config.notify)} notify targets, "
           f"{len(config.watchlists)} watchlists, {len(compiled.terms) + len(compiled.regex_terms)}"
-          f" aliases; database {'SQLite' if config.database.startswith('sqlite') else 'server'}")
+          " aliases")
+    print(f"database: {_describe_database(config)}")
     for target, notify in zip(targets(config), config.notify, strict=False):
         print(f"target {target.label}: {describe_pace(notify)}; {notify.message_format}"
               + (f", tags {', '.join(target.tags)}" if target.tags else ""))
     return 0
+
+
+def _describe_database(config: Config) -> str:
+    """Which database the config leads to and whether it exists; a SQLite file in a folder
+    that does not exist is a config error unless it is the unit's state directory (systemd
+    creates that when the service starts)."""
+    path = sqlite_path(config.database)
+    if path is None:
+        return f"{safe_database_url(config.database)} (a database server)"
+    if path.exists():
+        return f"{path}"
+    if not path.parent.is_dir() and config.database != default_database_url(Path(config.path)):
+        raise ConfigError(config.path, f"the folder {path.parent} does not exist (create it, "
+                          "or fix the path)", key="database",
+                          line=line_of(config.path, ("database",)))
+    return f"{path} (not created yet: the daemon creates it on its first run)"
 
 
 def _with_progress(items: list[T], description: str) -> Iterable[T]:
@@ -221,7 +240,7 @@ def _backtest(config: Config, start: datetime, only: str | None, as_json: bool) 
     """Replay stored entries against the current watchlists; nothing is alerted."""
     if only is not None and _unknown_watchlist(only, [w.name for w in config.watchlists]):
         return EXIT_FAILED
-    store = Store(config.database)
+    store = Store(config.database, create=False)
     try:
         stored = store.entries.since(start)
     finally:
@@ -265,7 +284,7 @@ async def _notify_test(config: Config) -> int:
 
 
 def _status(config: Config, as_json: bool) -> int:
-    store = Store(config.database)
+    store = Store(config.database, create=False)
     try:
         status = gather_status(config, store)
     finally:
@@ -289,7 +308,7 @@ def _unknown_watchlist(name: str, known: list[str]) -> bool:
 
 
 def _history(config: Config, args: argparse.Namespace) -> int:
-    store = Store(config.database)
+    store = Store(config.database, create=False)
     try:
         items = find_history(store, args.since, args.watchlist, args.grep)
     finally:

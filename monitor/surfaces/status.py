@@ -17,6 +17,7 @@ from rich.text import Text
 
 from monitor.config import Config, NotifyConfig
 from monitor.delivery.notifier import targets
+from monitor.storage.database import safe_database_url, sqlite_path
 from monitor.storage.store import Store
 from monitor.storage.tables import utcnow
 from monitor.support.logs import counted, printable
@@ -74,6 +75,7 @@ class Status:
     watchlists: dict[str, dict[str, int]]
     instances: list[InstanceStatus]
     targets: list[TargetStatus] = field(default_factory=list)
+    database: str = ""  # the file or the server (password masked) this was read from
 
 
 def describe_pace(notify: NotifyConfig) -> str:
@@ -151,7 +153,8 @@ def gather_status(config: Config, store: Store) -> Status:
         if age <= 7 * 86400:
             instances.append(InstanceStatus(row.id, age <= ALIVE_SECONDS, age, row.started_at,
                                             sum(owner == row.id for owner in held.values())))
-    return Status(feeds, store.outbox.counts(), counts, instances, _targets(config, store))
+    return Status(feeds, store.outbox.counts(), counts, instances, _targets(config, store),
+                  str(sqlite_path(store.url) or safe_database_url(store.url)))
 
 
 def format_time(value: datetime | None) -> str:
@@ -167,6 +170,7 @@ def status_json(status: Status) -> str:
 
 def render_status(status: Status, console: Console) -> None:
     """The status as tables."""
+    _plain(console, f"database: {status.database}")
     table = Table(title="feeds (times in UTC)")
     for column in ("feed", "last poll", "outcome", "HTTP", "fails", "last new entry", "seen",
                    "health", "last error"):

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from monitor.storage.store import Store
 from monitor.support.logs import LineFilter
 from monitor.support.secrets import register_secrets, secrets_of
 from monitor.surfaces.cli import main
@@ -241,6 +242,7 @@ def test_unknown_watchlist_names_are_errors_naming_the_closest(
     """`history --watchlist` and `backtest --watchlist` with a name no watchlist has exit 1 and
     name the closest watchlists; a known name with nothing to show exits 0."""
     config = str(write_config(tmp_path, [], []))
+    Store(f"sqlite:///{tmp_path / 'monitor.db'}").close()  # as the daemon leaves it
     for command in ("history", "backtest"):
         assert main(["--config", config, command, "--watchlist", "russia-dprc"]) == 1
         assert "no watchlist named 'russia-dprc' (did you mean russia-dprk?)" in \
@@ -321,3 +323,47 @@ def test_status_says_why_a_target_is_failing(tmp_path: Path, feed_server: FeedSe
     assert main(["--config", config, "status", "--json"]) == 0
     (target,) = json.loads(capsys.readouterr().out)["targets"]
     assert "503" in target["last_error"]
+
+
+@pytest.mark.parametrize("command", [["status"], ["status", "--json"], ["history"],
+                                     ["backtest"]])
+def test_read_only_commands_never_create_a_database(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], command: list[str]) -> None:
+    """`status`, `history` and `backtest` on a config whose database does not exist say where
+    they looked and exit 3, leaving no file behind (an empty one would hide the real one)."""
+    config = str(write_config(tmp_path, [], []))
+    assert main(["--config", config, *command]) == 3
+    assert f"no database at {tmp_path / 'monitor.db'}" in capsys.readouterr().err
+    assert not (tmp_path / "monitor.db").exists()
+
+
+def test_status_and_check_name_the_database_they_read(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`check` prints the database path (and whether it exists yet); `status` names the file it
+    read, in text and JSON."""
+    database = tmp_path / "monitor.db"
+    config = str(write_config(tmp_path, [{"url": "https://a.example/f.xml"}], []))
+    assert main(["--config", config, "check"]) == 0
+    assert f"database: {database} (not created yet" in capsys.readouterr().out
+    Store(f"sqlite:///{database}").close()
+    assert main(["--config", config, "check"]) == 0
+    assert f"database: {database}\n" in capsys.readouterr().out
+    assert main(["--config", config, "status"]) == 0
+    assert capsys.readouterr().out.startswith(f"database: {database}\n")
+    assert main(["--config", config, "status", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["database"] == str(database)
+
+
+def test_a_database_in_a_missing_folder_is_refused(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A mistyped folder in `database` fails `check` (located) and `run --once` instead of
+    starting a fresh history there, and creates nothing."""
+    missing = tmp_path / "nonexistent" / "dir"
+    config = write_config(tmp_path, [{"url": "https://a.example/f.xml"}], [],
+                          database=f"sqlite:///{missing / 'monitor.db'}")
+    assert main(["--config", str(config), "check"]) == 2
+    err = capsys.readouterr().err
+    assert f"database: the folder {missing} does not exist" in err
+    assert main(["--config", str(config), "run", "--once"]) == 3
+    assert f"the folder {missing} does not exist" in capsys.readouterr().err
+    assert not (tmp_path / "nonexistent").exists()
