@@ -36,6 +36,7 @@ from monitor.matching.watchlist import EntityAliases, StrictModel, Tags, Watchli
 from monitor.support.secrets import mask_url
 
 DEFAULT_CONFIG = "config.yaml"
+ENV_FILE = "env"  # beside the config: NAME=value lines for ${NAME} (the unit's EnvironmentFile)
 # libyaml's safe loader where PyYAML was built with it: 10x faster on a config of many feeds.
 _LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 MAX_CONFIG_VALUES = 200_000
@@ -335,23 +336,71 @@ def _size(value: Any, budget: int = 0) -> int:
     return seen
 
 
-def _interpolate(value: Any, path: str, key: str = "") -> Any:
+def read_environment_file(path: Path) -> dict[str, str]:
+    """`NAME=value` lines as systemd's EnvironmentFile= reads them (blank lines and `#`/`;`
+    comments skipped, one pair of surrounding quotes removed); {} when it cannot be read."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError):  # the service's user may not read root's file
+        return {}
+    found = {}
+    for line in lines:
+        name, equals, value = line.strip().partition("=")
+        if equals and name and not name.startswith(("#", ";")):
+            value = value.strip()
+            if len(value) > 1 and value[0] == value[-1] and value[0] in "'\"":
+                value = value[1:-1]
+            found[name.strip()] = value
+    return found
+
+
+class _Variables:
+    """Where `${NAME}` is looked up: the environment; then `$CREDENTIALS_DIRECTORY/NAME`
+    (systemd credentials); then the `env` file beside the config, which systemd hands the
+    service (EnvironmentFile=) and which a person's admin commands read themselves."""
+
+    def __init__(self, config_path: str):
+        path = Path(config_path)
+        self._folder = path.parent if path.is_file() else None  # not for text without a file
+        self._file: dict[str, str] | None = None
+
+    def get(self, name: str) -> str | None:
+        if name in os.environ:
+            return os.environ[name]
+        credentials = os.environ.get("CREDENTIALS_DIRECTORY")
+        if credentials:
+            try:
+                return (Path(credentials) / name).read_text(encoding="utf-8").rstrip("\n")
+            except (OSError, UnicodeDecodeError, ValueError):
+                pass
+        if self._file is None:
+            self._file = read_environment_file(self._folder / ENV_FILE) if self._folder else {}
+        return self._file.get(name)
+
+
+def _interpolate(value: Any, path: str, key: str = "",
+                 variables: _Variables | None = None) -> Any:
+    variables = variables or _Variables(path)
     if isinstance(value, str):
         def substitute(found: re.Match[str]) -> str:
             name, default = found.group(1), found.group(2)
             if name is None:  # `$$`
                 return "$"
-            if name in os.environ:
-                return os.environ[name]
+            known = variables.get(name)
+            if known is not None:
+                return known
             if default is not None:
                 return default
-            raise ConfigError(path, f"environment variable {name} is not set", key=key)
+            raise ConfigError(path, f"variable {name} is not set (in the environment, in "
+                              f"{Path(path).parent / ENV_FILE} or as a systemd credential)",
+                              key=key)
 
         return _ENV_REF.sub(substitute, value)
     if isinstance(value, list):
-        return [_interpolate(v, path, f"{key}[{i}]") for i, v in enumerate(value)]
+        return [_interpolate(v, path, f"{key}[{i}]", variables) for i, v in enumerate(value)]
     if isinstance(value, dict):
-        return {k: _interpolate(v, path, f"{key}.{k}" if key else str(k)) for k, v in value.items()}
+        return {k: _interpolate(v, path, f"{key}.{k}" if key else str(k), variables)
+                for k, v in value.items()}
     return value
 
 

@@ -24,7 +24,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from monitor import __version__
-from monitor.config import Config, FeedConfig, load_config
+from monitor.config import ENV_FILE, Config, FeedConfig, load_config
 from monitor.delivery.message import alert_fields, headline, render_update
 from monitor.delivery.notifier import Target, route, targets
 from monitor.delivery.outbox import deliver_due
@@ -176,8 +176,11 @@ def open_config(path: Path | str) -> Config:
         text = Path(path).read_text(encoding="utf-8", errors="replace")
         if any(secret in text for secret in secrets):
             log.warning("config %s holds a token and is readable by other users (mode %o): "
-                        "chmod 600 it, or move the token to an environment variable (${VAR})",
-                        path, stat.S_IMODE(mode))
+                        "move the token to %s beside it as NAME=value (mode 600) and write "
+                        "${NAME} in its place%s", path, stat.S_IMODE(mode), ENV_FILE,
+                        # chmod is safe advice only where the owner is the one running it.
+                        ", or chmod 600 it" if os.stat(path).st_uid == os.geteuid() != 0
+                        else "")
     return config
 
 

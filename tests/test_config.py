@@ -181,6 +181,28 @@ def test_admin_commands_and_the_unit_find_the_same_default_database(
     assert default_database_url(Path(config_path)) == f"sqlite:///{expected}"
 
 
+def test_variables_come_from_the_environment_credentials_or_the_env_file(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`${NAME}` is read from the environment first, then `$CREDENTIALS_DIRECTORY/NAME`, then
+    the `env` file beside the config (comments, blanks and quotes as systemd reads them)."""
+    credentials = tmp_path / "credentials"
+    credentials.mkdir()
+    (credentials / "FROM_CREDENTIAL").write_text("cred-value\n")
+    (tmp_path / "env").write_text("# a comment\n\nFROM_FILE = 'file value'\n"
+                                  "FROM_CREDENTIAL=shadowed\n; also a comment\n")
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(credentials))
+    monkeypatch.setenv("FROM_ENV", "env-value")
+    path = tmp_path / "c.yaml"
+    path.write_text(MINIMAL.replace("https://example.org/feed.xml",
+                                    "https://example.org/${FROM_ENV}/${FROM_CREDENTIAL}"
+                                    "/${FROM_FILE}"))
+    assert load_config(path).feeds[0].url == \
+        "https://example.org/env-value/cred-value/file value"
+    (tmp_path / "env").unlink()  # an env file that cannot be read (as the service's user
+    (tmp_path / "env").mkdir()   # cannot read root's) is no error while nothing is missing
+    assert parse_config(path.read_text().replace("${FROM_FILE}", "x"), path).feeds
+
+
 def test_check_command_on_good_and_broken_configs(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """`monitor check` exits 0 on a good config and 2 with a one-line located error otherwise."""

@@ -26,6 +26,7 @@ from rich.progress import track
 
 from monitor import __version__
 from monitor.config import (
+    ENV_FILE,
     Config,
     FeedConfig,
     default_config_path,
@@ -139,18 +140,41 @@ def _config_path(args: argparse.Namespace) -> Path:
     return path
 
 
+_ENV_TEMPLATE = """\
+# Secrets for the config beside this file: NAME=value, one a line, used there as ${NAME}.
+# Root's alone (mode 600): systemd reads it and hands the values to the service
+# (EnvironmentFile=); `sudo monitor …` commands read it themselves.
+# TELEGRAM_BOT_TOKEN=123456:ABC-DEF
+"""
+
+
 def _init(path: Path) -> int:
-    """Write the bundled default config to `path`, never over an existing file."""
+    """Write the bundled default config to `path`, never over an existing file. Run as root
+    (the service's set-up) the config is readable by the service's user (it holds no secrets)
+    and a root-only `env` file beside it is made for the tokens."""
     if path.exists():
         print(f"monitor: {path} already exists; not overwritten", file=sys.stderr)
         return EXIT_FAILED
     default = resources.files("monitor").joinpath("default-config.yaml").read_text("utf-8")
     path.parent.mkdir(parents=True, exist_ok=True)
-    with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as out:
-        out.write(default)
-    print(f"wrote {path}: add your Apprise targets under `notify`, then `monitor --config "
-          f"{path} check`")
+    for_service = os.geteuid() == 0
+    _write_new(path, default, 0o644 if for_service else 0o600)
+    env = path.parent / ENV_FILE
+    if for_service and not env.exists():
+        _write_new(env, _ENV_TEMPLATE, 0o600)
+        print(f"wrote {path} (readable by the service; keep tokens out of it) and {env} "
+              "(root's alone: put tokens there as NAME=value and write ${NAME} in the config)")
+    else:
+        print(f"wrote {path}")
+    print(f"next: add your Apprise targets under `notify`, then `monitor --config {path} check`")
     return 0
+
+
+def _write_new(path: Path, text: str, mode: int) -> None:
+    """Create `path` with `text` and exactly `mode` (whatever the umask)."""
+    with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode), "w") as out:
+        os.fchmod(out.fileno(), mode)
+        out.write(text)
 
 
 async def _run(config: Config, path: Path, once: bool) -> int:

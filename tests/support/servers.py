@@ -126,6 +126,7 @@ class Sink:
 
     def __init__(self) -> None:
         self.received: list[dict[str, Any]] = []
+        self.authorizations: list[str] = []  # each request's Authorization header, if any
         self.failing = False
         self.delay = 0.0
         owner = self
@@ -137,6 +138,7 @@ class Sink:
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 payload = self.rfile.read(length)
+                owner.authorizations.append(self.headers.get("Authorization") or "")
                 time.sleep(owner.delay)
                 if owner.failing:
                     self.send_response(503)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -161,21 +162,31 @@ def test_config_with_a_token_readable_by_others_gets_a_warning(
     assert main(["--config", str(config), "check"]) == 0
     err = capsys.readouterr().err
     assert "readable by other users (mode 644)" in err
+    assert "move the token to env beside it as NAME=value (mode 600)" in err
     assert "Sup3rS3cretT0ken" not in err
     config.chmod(0o600)
     assert main(["--config", str(config), "check"]) == 0
     assert "readable" not in capsys.readouterr().err
 
 
-def test_init_writes_the_bundled_config_once(tmp_path: Path,
-                                             capsys: pytest.CaptureFixture[str]) -> None:
-    """`init` writes the bundled default (mode 600) where asked, and never overwrites."""
+@pytest.mark.parametrize(("euid", "modes"), [
+    (1000, (0o600, None)),   # a person's own setup: private config, nothing else
+    (0, (0o644, 0o600)),     # the service's: config readable by its user, tokens in root's env
+])
+def test_init_writes_the_bundled_config_once(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+        euid: int, modes: tuple[int, int | None]) -> None:
+    """`init` writes the bundled default where asked, and never overwrites; as root it also
+    writes a root-only `env` file for tokens beside a config the service can read."""
     from tests.support.project import ROOT
 
+    monkeypatch.setattr(os, "geteuid", lambda: euid)
     target = tmp_path / "etc" / "config.yaml"
     assert main(["--config", str(target), "init"]) == 0
     assert target.read_text("utf-8") == (ROOT / "config.yaml").read_text("utf-8")
-    assert target.stat().st_mode & 0o777 == 0o600
+    env = tmp_path / "etc" / "env"
+    assert (target.stat().st_mode & 0o777,
+            env.stat().st_mode & 0o777 if env.exists() else None) == modes
     assert main(["--config", str(target), "check"]) == 0
     assert main(["--config", str(target), "init"]) == 1
     assert "already exists" in capsys.readouterr().err

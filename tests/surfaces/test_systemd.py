@@ -13,6 +13,7 @@ PrivateDevices and the other mount-namespace directives are not rebuilt here.
 
 from __future__ import annotations
 
+import base64
 import ctypes.util
 import errno
 import json
@@ -29,6 +30,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.support.project import ROOT, render_feed, write_config
 from tests.support.servers import FeedServer, Sink
@@ -270,13 +272,16 @@ def _exposing(paths: list[Path], stash: Path) -> list[str]:
 class Sandbox:
     """Runs commands as `uid` under the unit's restrictions (see the module's docstring)."""
 
-    def __init__(self, uid: int, base: Path, syscalls: set[str], seccomp: str):
+    def __init__(self, uid: int, base: Path, syscalls: set[str], seccomp: str,
+                 prelude: Iterable[str] = ()):
+        """`prelude`: shell lines run first, as root, in the sandbox's mount namespace."""
         self.uid, self.syscalls, self.seccomp = uid, syscalls, seccomp
         stash = base / "stash"
         stash.mkdir()
         needed = [Path(p).resolve() for p in (sys.base_prefix, sys.prefix, ROOT)] + [base]
         self.script = "\n".join([
             "set -eu",
+            *prelude,
             "mount -t proc -o hidepid=invisible,subset=pid proc /proc",
             *_exposing(needed, stash),
             "umask 0077",
@@ -351,3 +356,133 @@ def test_run_once_works_as_an_unprivileged_user_under_the_units_restrictions(
     assert len(sink.titles()) == 1, sink.titles()
     database = (state / "monitor.db").stat()
     assert (database.st_uid, stat.S_IMODE(database.st_mode)) == (uid, 0o600)
+
+
+# The README's service steps that this machine does instead of the test: installing the package
+# (the test's own environment has it), linking it onto PATH, installing the unit, reloading
+# systemd and reading the journal.
+DONE_BY_THE_MACHINE = ("sudo python3 -m venv", "sudo ln -s", "sudo cp systemd/",
+                       "sudo systemctl daemon-reload", "journalctl")
+SERVICE_SECRET = "s3cr3t-sink-token"
+
+
+def readme_service_steps() -> list[str]:
+    """The command lines of the README's service section (comments dropped)."""
+    section = (ROOT / "README.md").read_text(encoding="utf-8").split(
+        "## Running it as a systemd service", 1)[1]
+    block = section.split("```sh\n", 1)[1].split("```", 1)[0]
+    return [line.split("  #", 1)[0].strip() for line in block.splitlines() if line.strip()]
+
+
+def _environment_file(path: Path) -> dict[str, str]:
+    """KEY=VALUE lines as systemd's EnvironmentFile= reads them (comments and blanks skipped)."""
+    found = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.strip() and not line.lstrip().startswith(("#", ";")):
+            key, _, value = line.partition("=")
+            found[key.strip()] = value.strip().strip('"')
+    return found
+
+
+class ServiceHost:
+    """This machine seen through a private mount namespace whose /etc is a copy and whose
+    /var/lib is empty, so the README's absolute paths can be used as they are."""
+
+    def __init__(self, base: Path):
+        self.etc, self.var_lib = base / "etc", base / "var-lib"
+        subprocess.run(["cp", "-a", "/etc", str(self.etc)], check=True, timeout=120)
+        self.var_lib.mkdir(mode=0o755)
+        self.mounts = [f"mount --bind {self.etc} /etc", f"mount --bind {self.var_lib} /var/lib"]
+
+    def as_root(self, command: list[str], env: dict[str, str]
+                ) -> subprocess.CompletedProcess[str]:
+        """`command` as root (a person using sudo), with no systemd variables set."""
+        script = "\n".join(["set -eu", *self.mounts, 'exec "$@"'])
+        return subprocess.run(["unshare", "--mount", "--propagation", "private", "--", "sh",
+                               "-c", script, "root", *command],
+                              capture_output=True, text=True, env=env, timeout=300,
+                              check=False)
+
+
+def test_the_readmes_service_steps_work_as_written(
+        sandbox_base: Path, feed_server: FeedServer, sink: Sink) -> None:
+    """Each step of the README's service section, with /etc and /var/lib as written: `init`
+    leaves a config the service can read (no tokens in it) and a root-only env file, `check`
+    passes, the daemon runs as the unit's unprivileged user under its restrictions with the
+    token from the env file and alerts, and a person's `status` reads the service's database."""
+    if os.geteuid() != 0:
+        pytest.skip("changing user and mounting /etc need root")
+    seccomp = ctypes.util.find_library("seccomp")
+    if seccomp is None or shutil.which("setpriv") is None:
+        pytest.skip("libseccomp or setpriv (util-linux) is not installed")
+    uid = _unused_uid()
+    host = ServiceHost(sandbox_base)
+    sandbox = Sandbox(uid, sandbox_base, allowed_syscalls(_analyze()), seccomp,
+                      prelude=host.mounts)
+    person = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"}
+    monitor = [sys.executable, "-m", "monitor"]
+    config, env_file = host.etc / "monitor" / "config.yaml", host.etc / "monitor" / "env"
+    edits = {
+        "/etc/monitor/config.yaml": lambda: _point_at_local_servers(config, feed_server, sink),
+        "/etc/monitor/env": lambda: env_file.write_text(
+            env_file.read_text(encoding="utf-8") + f"SINK_TOKEN={SERVICE_SECRET}\n"),
+    }
+    outputs = []
+    for step in readme_service_steps():
+        if step.startswith(DONE_BY_THE_MACHINE):
+            continue
+        words = shlex.split(step)
+        if words[0] == "sudoedit":
+            edits[words[1]]()
+        elif words[:2] == ["sudo", "monitor"]:
+            done = host.as_root(monitor + words[2:], person)
+            assert done.returncode == 0, (step, done.stderr)
+            outputs.append(done.stdout + done.stderr)
+        elif step == "sudo systemctl enable --now monitor":
+            outputs.append(_start_service(sandbox, host, uid))
+        else:
+            raise AssertionError(f"a README step this test does not know: {step}")
+    init, check, service, status = outputs
+    assert (stat.S_IMODE(config.stat().st_mode), config.stat().st_uid) == (0o644, 0)
+    assert (stat.S_IMODE(env_file.stat().st_mode), env_file.stat().st_uid) == (0o600, 0)
+    assert SERVICE_SECRET not in config.read_text(encoding="utf-8")
+    assert "database: /var/lib/monitor/monitor.db (not created yet" in check
+    assert "Traceback" not in service and "holds a token" not in service, service
+    assert len(sink.received) == 1 and "Лавров прибыл в Пхеньян" in sink.titles()[0]
+    assert sink.authorizations == [
+        "Basic " + base64.b64encode(f"monitor:{SERVICE_SECRET}".encode()).decode()]
+    assert "database: /var/lib/monitor/monitor.db\n" in status and "1 sent" in status
+    assert SERVICE_SECRET not in init + check + service + status
+
+
+def _point_at_local_servers(config: Path, feed_server: FeedServer, sink: Sink) -> None:
+    """The person's edit: a local feed, the local sink with its token as ${SINK_TOKEN}, and a
+    parser memory cap that fits the sandbox."""
+    data = yaml.safe_load(config.read_text(encoding="utf-8"))
+    target = sink.url.replace("json://", "json://monitor:${SINK_TOKEN}@")
+    data.update(feeds=[{"url": feed_server.serve("/ru.xml", render_feed("russian.xml")),
+                        "name": "ru"}], notify=[{"url": target}],
+                poll={**data.get("poll", {}), "parsers": 1, "parse_memory": "512MiB"})
+    config.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False),
+                      encoding="utf-8")
+
+
+def _start_service(sandbox: Sandbox, host: ServiceHost, uid: int) -> str:
+    """What systemd does for `enable --now`: create the state directory for the service's user,
+    read the EnvironmentFile as root, and run ExecStart (one cycle of it) as that user."""
+    state = host.var_lib / "monitor"
+    state.mkdir(mode=0o700)
+    os.chown(state, uid, uid)
+    settings = service_settings()
+    env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8",
+           "STATE_DIRECTORY": "/var/lib/monitor", "CONFIGURATION_DIRECTORY": "/etc/monitor"}
+    for source in settings["EnvironmentFile"]:
+        path = host.etc / Path(source.removeprefix("-")).relative_to("/etc")
+        if path.exists() or not source.startswith("-"):
+            env.update(_environment_file(path))
+    command = shlex.split(settings["ExecStart"][0].replace("${CONFIGURATION_DIRECTORY}",
+                                                           "/etc/monitor"))
+    assert command[:2] == ["/usr/bin/env", "monitor"] and command[-1] == "run"
+    done = sandbox.run([sys.executable, "-m", "monitor", *command[2:], "--once"], env)
+    assert done.returncode == 0, done.stderr
+    return done.stdout + done.stderr
