@@ -36,6 +36,7 @@ from monitor.matching.watchlist import EntityAliases, StrictModel, Tags, Watchli
 from monitor.support.secrets import mask_url
 
 DEFAULT_CONFIG = "config.yaml"
+MIN_FEED_INTERVAL = 10.0  # seconds: poll.interval's floor, and an imported feed's
 ENV_FILE = "env"  # beside the config: NAME=value lines for ${NAME} (the unit's EnvironmentFile)
 # libyaml's safe loader where PyYAML was built with it: 10x faster on a config of many feeds.
 _LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -49,6 +50,14 @@ _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(b|kb|kib|mb|mib|gb|gib)?\s*$", re.IG
 _SIZE_UNITS = {
     "b": 1, "kb": 1000, "kib": 1024, "mb": 1000**2, "mib": 1024**2, "gb": 1000**3, "gib": 1024**3,
 }
+
+
+def format_duration(seconds: float) -> str:
+    """Seconds as the config writes them: "1h", "90s", "2d"."""
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds // size:.0f}{unit}"
+    return f"{seconds:g}s"
 
 
 def parse_duration(value: Any) -> float:
@@ -206,7 +215,7 @@ class NotifyConfig(StrictModel):
 class PollConfig(StrictModel):
     """How feeds are fetched and what counts as news."""
 
-    interval: Duration = Field(default=900.0, ge=10)
+    interval: Duration = Field(default=900.0, ge=MIN_FEED_INTERVAL)
     jitter: Duration = 30.0
     timeout: Duration = Field(default=30.0, gt=0)
     connect_timeout: Duration = Field(default=10.0, gt=0)

@@ -77,6 +77,21 @@ class HealthState(StrEnum):
     STALE = "stale"
 
 
+class MatchState(StrEnum):
+    """What became of a recorded match."""
+
+    ALERTED = "alerted"
+    SAME_STORY = "same story"  # another report of a story that alerted (named in its sources)
+    SILENT = "silent"  # recorded without an alert: too old when first seen, or no target for it
+
+    def describe(self) -> str:
+        """The state in words, for lists of matches."""
+        return {MatchState.ALERTED: "alerted",
+                MatchState.SAME_STORY: "not alerted: a story already alerted",
+                MatchState.SILENT: "not alerted: too old when first seen, or no target "
+                                   "takes its tags"}[self]
+
+
 class FetchStatus(StrEnum):
     """What one fetch of a feed came to."""
 

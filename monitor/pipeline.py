@@ -15,7 +15,7 @@ import hashlib
 import logging
 import os
 import stat
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -140,10 +140,13 @@ class Runtime:
         return await deliver_due(self.store, self.targets, self.config.delivery, now=now)
 
     async def run_cycle(self, force: bool = True, now: datetime | None = None) -> CycleReport:
-        """One whole cycle: every feed polled, feed health checked, due alerts delivered."""
-        polls = await self.poll_all(force)
+        """One whole cycle: every feed polled, feed health checked, due alerts delivered. A
+        feed's alerts go out moments after it is recorded, so a slow feed holds back only its
+        own (see `_EarlyDelivery`)."""
+        early = _EarlyDelivery(self, now)
+        polls = await poll_all(self, force, on_queued=early.request)
         changed = await asyncio.to_thread(self.check_health)
-        return CycleReport(polls, changed, await self.deliver(now))
+        return CycleReport(polls, changed, await early.finish())
 
     def heartbeat(self) -> None:
         """Tell other instances sharing the database that this one is alive."""
@@ -372,9 +375,61 @@ def match_entries(entries: Sequence[Entry], watchlists: Watchlists) -> list[tupl
     return [(entry, match) for entry in entries for match in match_entry(entry, watchlists)]
 
 
-async def poll_all(rt: Runtime, force: bool = False) -> list[PollReport]:
-    """Poll every configured feed concurrently (the fetcher bounds concurrency)."""
-    results = await asyncio.gather(*(poll(f, rt, force) for f in rt.config.feeds),
+class _EarlyDelivery:
+    """Deliveries during a cycle: a pass shortly after a feed queued alerts (the wait lets the
+    reports of the same story from feeds answering at the same moment be named in the alert),
+    again while feeds keep queuing, and a last pass at the end. A cycle that ends within the
+    wait makes only the last pass."""
+
+    WAIT = 2.0  # seconds
+
+    def __init__(self, rt: Runtime, now: datetime | None):
+        self._rt, self._now = rt, now
+        self._lock = asyncio.Lock()
+        self._next: asyncio.Task[None] | None = None
+        self._waiting = False  # the next pass has not started: it may still be called off
+        self._reports: list[DeliveryReport] = []
+
+    def request(self) -> None:
+        """Deliver soon: a feed has just queued alerts."""
+        if not self._waiting:
+            self._waiting = True
+            self._next = asyncio.get_running_loop().create_task(self._pass_soon())
+
+    async def _pass_soon(self) -> None:
+        await asyncio.sleep(self.WAIT)
+        async with self._lock:
+            self._waiting = False
+            await self._pass()
+
+    async def _pass(self) -> None:
+        self._reports.append(await self._rt.deliver(self._now))
+
+    async def finish(self) -> DeliveryReport:
+        """Call off a pass not started, wait for one under way, make the last one; the
+        cycle's totals."""
+        if self._next is not None:
+            if self._waiting:
+                self._next.cancel()
+            await asyncio.gather(self._next, return_exceptions=True)
+        async with self._lock:
+            await self._pass()
+        # Still waiting is what the last pass left; sent and expired add up.
+        return DeliveryReport(sum(r.sent for r in self._reports), self._reports[-1].retrying,
+                              sum(r.expired for r in self._reports))
+
+
+async def poll_all(rt: Runtime, force: bool = False,
+                   on_queued: Callable[[], None] | None = None) -> list[PollReport]:
+    """Poll every configured feed concurrently (the fetcher bounds concurrency); `on_queued`
+    is called as soon as a feed has queued alerts."""
+    async def polled(feed: FeedConfig) -> PollReport:
+        report = await poll(feed, rt, force)
+        if report.queued and on_queued is not None:
+            on_queued()
+        return report
+
+    results = await asyncio.gather(*(polled(f) for f in rt.config.feeds),
                                    return_exceptions=True)
     reports = []
     for feed, result in zip(rt.config.feeds, results, strict=True):

@@ -110,7 +110,8 @@ def test_email_target_receives_html_alert(tmp_path: Path, feed_server: FeedServe
                                           smtp: tuple[object, int]) -> None:
     """A mailto:// target gets the alert as an HTML email: the title in bold with its language,
     the source and the published time in the target's time zone, the matched terms, the snippet
-    with the terms marked, and the link clickable."""
+    with the terms marked, the headline and the link clickable; its plain-text part has the same
+    lines, none indented."""
     mailbox, port = smtp
     now = datetime.now(UTC)
     feeds = [{"url": feed_server.serve("/ru.xml", render_feed("russian.xml", now))}]
@@ -126,16 +127,25 @@ def test_email_target_receives_html_alert(tmp_path: Path, feed_server: FeedServe
     # The feed's item is dated an hour before `now`, to the second (render_feed).
     published = (now.replace(microsecond=0) - timedelta(hours=1)).astimezone(
         ZoneInfo("Asia/Seoul"))
-    assert html.get_payload(decode=True).decode().strip().splitlines() == [
-        "<b>Лавров прибыл в Пхеньян для переговоров с Чвэ Сон Хи</b> [ru]<br>",
-        f"Новости · {published:%Y-%m-%d %H:%M} KST<br>",
-        "Matched russia-dprk — russia_related: Лавров*; dprk_related: Пхеньян*<br>",
+    link = "https://ru.example.com/politics/lavrov-pyongyang"
+    assert html.get_payload(decode=True).decode().strip().split("<br>") == [
+        f'<b><a href="{link}">Лавров прибыл в Пхеньян для переговоров с Чвэ Сон Хи</a></b> [ru]',
+        f"Новости · {published:%Y-%m-%d %H:%M} KST",
+        "Matched russia-dprk — russia_related: Лавров*; dprk_related: Пхеньян*",
         "",
-        "<blockquote><b>Лавров</b> прибыл в <b>Пхеньян</b> для переговоров с Чвэ Сон Хи"
-        "</blockquote><br>",
+        "<i>“<b>Лавров</b> прибыл в <b>Пхеньян</b> для переговоров с Чвэ Сон Хи”</i>",
         "",
-        '<a href="https://ru.example.com/politics/lavrov-pyongyang">'
-        "https://ru.example.com/politics/lavrov-pyongyang</a><br>"]
+        f'<a href="{link}">{link}</a>', ""]
+    # The plain-text part (Apprise makes it from the HTML): no line starts with a space.
+    [text] = [p for p in messages[0].walk() if p.get_content_type() == "text/plain"]
+    assert text.get_payload(decode=True).decode().strip().splitlines() == [
+        "Лавров прибыл в Пхеньян для переговоров с Чвэ Сон Хи [ru]",
+        f"Новости · {published:%Y-%m-%d %H:%M} KST",
+        "Matched russia-dprk — russia_related: Лавров*; dprk_related: Пхеньян*",
+        "",
+        "“Лавров прибыл в Пхеньян для переговоров с Чвэ Сон Хи”",
+        "",
+        link]
 
 
 def test_no_notify_prints_alerts_to_the_console(

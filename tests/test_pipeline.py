@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
+import threading
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -17,7 +19,7 @@ from monitor.matching.matcher import compile_watchlists
 from monitor.models import CycleReport, Entry, PollStatus
 from monitor.pipeline import Runtime, _eligible, match_entries, open_config, read_feed
 from tests.support.project import render_feed, write_config
-from tests.support.servers import FeedServer, Sink
+from tests.support.servers import FeedServer, Sink, held
 
 CONFIG = parse_config("""
 poll: {backfill: 6h, max_age: 7d}
@@ -278,3 +280,30 @@ def test_a_new_database_re_alerts_only_what_backfill_allows(
         assert asyncio.run(_one_cycle(config)).delivery.sent == 1
     assert [t for t in sink.titles() if "Lavrov" in t] == sink.titles()
     assert len(sink.titles()) == 2
+
+
+def test_one_cycle_sends_ready_alerts_while_a_slow_feed_is_still_fetched(
+        tmp_path: Path, feed_server: FeedServer, sink: Sink) -> None:
+    """In `run_cycle` (as `run --once` uses it) a feed whose server accepts and does not answer
+    does not hold back the alert of a feed that answered: it is sent while the slow one waits."""
+    release = threading.Event()
+    slow = feed_server.serve("/slow.xml", b"")
+    feed_server.routes["/slow.xml"].handler = held(release, render_feed("english.xml"))
+    fast = feed_server.serve("/ru.xml", render_feed("russian.xml"))
+    config = write_config(tmp_path, [{"url": slow, "name": "slow"}, {"url": fast, "name": "RU"}],
+                          [{"url": sink.url}])
+    done: list[CycleReport] = []
+    cycle = threading.Thread(target=lambda: done.append(asyncio.run(_one_cycle(config))))
+    cycle.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not sink.received and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert [t for t in sink.titles() if "Лавров" in t] == sink.titles() != []
+        assert cycle.is_alive()  # the slow feed is still being fetched
+    finally:
+        release.set()
+        cycle.join(60)
+    assert done[0].delivery.sent == len(sink.received) == 2  # the slow feed's alert too
+    assert {r.feed: r.status for r in done[0].polls} == {"slow": PollStatus.OK,
+                                                         "RU": PollStatus.OK}

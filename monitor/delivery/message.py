@@ -273,10 +273,14 @@ def _default_title(story: Story) -> str:
 def _default_body(story: Story, fmt: Format) -> str:
     f = story.fields
     bold = {"markdown": "**{}**", "html": "<b>{}</b>", "text": "{}"}[fmt]
-    lines = [bold.format(escape(f.title, fmt)) + escape(story.language_tag(), fmt),
+    title, url = escape(f.title, fmt), safe_url(f.link)
+    if fmt == "html" and url:  # the headline itself opens the story
+        title = f'<a href="{html.escape(url, quote=True)}">{title}</a>'
+    lines = [bold.format(title) + escape(story.language_tag(), fmt),
              escape(f"{f.feed} · {story.when()}", fmt),
              escape(f"Matched {f.terms}", fmt), ""]
-    quote_ = {"markdown": "> {}", "html": "<blockquote>{}</blockquote>", "text": "“{}”"}[fmt]
+    # Not <blockquote> in html: email's plain-text part would show it as " >…".
+    quote_ = {"markdown": "> {}", "html": "<i>“{}”</i>", "text": "“{}”"}[fmt]
     lines.append(quote_.format(_highlighted(f, fmt)))
     link = _link(f.link, fmt)
     if link:
@@ -287,8 +291,15 @@ def _default_body(story: Story, fmt: Format) -> str:
 
 
 def _join(lines: Sequence[str], fmt: Format) -> str:
-    # Each line whole in html too (`<br>` ends it), so `fit` may cut between any two.
-    return "\n".join(f"{line}<br>" if fmt == "html" and line else line for line in lines)
+    # Each line whole in html too (`<br>` ends it, blank ones included), so `fit` may cut
+    # between any two; `send` drops the newlines after `<br>` (see `html_lines`).
+    return "\n".join(f"{line}<br>" if fmt == "html" else line for line in lines)
+
+
+def html_lines(body: str) -> str:
+    """An html body without the newlines after its `<br>`s: HTML needs none, and email's
+    plain-text part (made from the HTML) would show each as a space starting the next line."""
+    return body.replace("<br>\n", "<br>")
 
 
 def render_story(story: Story, style: Style, target: str = "target") -> tuple[str, str]:

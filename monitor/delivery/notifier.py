@@ -20,7 +20,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from monitor.config import Config, NotifyConfig
-from monitor.delivery.message import Style, Template, fit
+from monitor.delivery.message import Style, Template, fit, html_lines
 from monitor.delivery.schedule import Policy
 from monitor.models import Priority
 
@@ -180,7 +180,8 @@ async def send(target: Target, title: str, body: str, timeout: float,
     formats = {"markdown": apprise.NotifyFormat.MARKDOWN, "html": apprise.NotifyFormat.HTML,
                "text": apprise.NotifyFormat.TEXT}
     for part_title, part_body in fit(title, body, title_max, body_max):
-        result = await sender.async_notify(body=part_body, title=part_title, timeout=timeout,
+        shown = html_lines(part_body) if body_format == "html" else part_body
+        result = await sender.async_notify(body=shown, title=part_title, timeout=timeout,
                                            body_format=formats[body_format])
         if not bool(result):
             return SendOutcome(False, _failure(result))

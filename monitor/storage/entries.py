@@ -20,6 +20,7 @@ from monitor.models import (
     Explanation,
     FetchResult,
     LeaseEnd,
+    MatchState,
     Revision,
     Seen,
     Unchanged,
@@ -212,3 +213,12 @@ class Entries:
                 .where(col(EntryRow.seen_at) >= since, col(EntryRow.matched) != "[]")
                 .order_by(col(EntryRow.seen_at).desc(), col(EntryRow.id).desc()))
             return [(row, name) for row, name in rows]
+
+
+def match_state(row: EntryRow) -> MatchState:
+    """What became of a recorded match: it alerted, it joined a story that had, or it was
+    recorded silently (too old on its feed's first poll or older than poll.max_age, or no
+    target takes its tags)."""
+    if row.alerted:
+        return MatchState.ALERTED
+    return MatchState.SAME_STORY if row.story_id is not None else MatchState.SILENT

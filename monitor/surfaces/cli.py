@@ -94,27 +94,54 @@ def _arguments() -> argparse.ArgumentParser:
     parser.add_argument("--log-format", default="text", choices=["text", "json"],
                         help="json: one object a line, for log shippers")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    run = commands.add_parser("run", help="run the daemon (foreground, for systemd)")
+    run = commands.add_parser("run", help="run the daemon (foreground, for systemd)",
+                              description="Run the daemon in the foreground: poll each feed on "
+                              "its interval, match, record and deliver alerts. With `http.listen` "
+                              "set it serves /healthz, /metrics, /feed.xml and a status page. "
+                              "SIGHUP (systemctl reload) or saving the config re-reads it (a "
+                              "broken edit keeps the last good config); SIGTERM or SIGINT stops "
+                              "it after in-flight work. Exit 2: bad config; 3: unusable "
+                              "database.")
     run.add_argument("--once", action="store_true", help="poll every feed once, deliver, exit")
-    commands.add_parser("check", help="validate the config and exit")
-    match = commands.add_parser("match", help="show watchlist matches in one feed document")
+    commands.add_parser("check", help="validate the config and exit",
+                        description="Validate the config (keys, watchlists, every notify URL "
+                        "with Apprise's parser), print what each target will receive and which "
+                        "database is used. Exit 2 with `file:line: key: problem` on an error.")
+    match = commands.add_parser("match", help="show watchlist matches in one feed document",
+                                description="Read one feed (a file or an http(s) URL), match "
+                                "its entries against the watchlists and explain each match. "
+                                "Nothing is recorded or sent.")
     match.add_argument("source", help="a feed file or an http(s) URL")
     match.add_argument("--json", action="store_true", help="one JSON object a line")
     backtest = commands.add_parser("backtest", help="replay stored entries against the current "
-                                   "watchlists, without alerting")
+                                   "watchlists, without alerting",
+                                   description="Replay the entries stored since --since against "
+                                   "the current watchlists: `+` what would match now and did "
+                                   "not, `-` what no longer matches. Reads the database only.")
     backtest.add_argument("--since", default="7d", type=_since, help="how far back (default 7d)")
     backtest.add_argument("--watchlist", help="only this watchlist")
     backtest.add_argument("--json", action="store_true", help="one JSON object a line")
-    commands.add_parser("notify-test", help="send a test message to every target")
+    commands.add_parser("notify-test", help="send a test message to every target",
+                        description="Send a test message to every notify target and print "
+                        "each outcome with the reason of a failure. Exit 1 if one failed.")
     status = commands.add_parser("status", help="show feed health, the outbox, watchlists and "
-                                 "instances")
+                                 "instances", description="Show the database's view: each "
+                                 "feed's last poll and health, the outbox and each target's "
+                                 "waiting alerts, matches and alerts per watchlist, and the "
+                                 "instances. Reads the database only; never creates one.")
     status.add_argument("--json", action="store_true", help="one JSON document, for scripts")
-    history = commands.add_parser("history", help="list past matches")
+    history = commands.add_parser("history", help="list past matches",
+                                  description="List past matches, newest first, with when each "
+                                  "was seen and published and whether it alerted. Reads the "
+                                  "database only.")
     history.add_argument("--watchlist", help="only this watchlist")
     history.add_argument("--since", default="7d", type=_since, help="how far back (default 7d)")
     history.add_argument("--grep", help="only matches whose title or summary holds this text")
     history.add_argument("--json", action="store_true", help="one JSON object a line")
-    feeds = commands.add_parser("feeds", help="import, export or add feeds")
+    feeds = commands.add_parser("feeds", help="import, export or add feeds",
+                                description="Change the feeds section of the config file "
+                                "(the rest of the file is kept as written), or export it as "
+                                "OPML.")
     feed_commands = feeds.add_subparsers(dest="feeds_command", required=True,
                                          parser_class=_Parser)
     opml_in = feed_commands.add_parser("import", help="add the feeds of an OPML file to the "
@@ -126,7 +153,10 @@ def _arguments() -> argparse.ArgumentParser:
     add.add_argument("url")
     add.add_argument("--name", help="the name shown in logs and alerts (default: its title)")
     commands.add_parser("init", help="write the starter config (the bundled default) if there "
-                        "is none")
+                        "is none", description="Write the bundled default config to --config "
+                        "(never over an existing file): mode 600 for a person; run as root, "
+                        "mode 644 and a root-only `env` file beside it for tokens, as the "
+                        "systemd service needs.")
     return parser
 
 

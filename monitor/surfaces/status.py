@@ -15,9 +15,11 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from monitor.config import Config, NotifyConfig
+from monitor.config import Config, NotifyConfig, format_duration
 from monitor.delivery.notifier import targets
+from monitor.models import MatchState
 from monitor.storage.database import safe_database_url, sqlite_path
+from monitor.storage.entries import match_state
 from monitor.storage.store import Store
 from monitor.storage.tables import utcnow
 from monitor.support.logs import counted, printable
@@ -67,12 +69,22 @@ class TargetStatus:
 
 
 @dataclass(frozen=True)
+class WatchlistCounts:
+    """A watchlist's matches and, of those, alerts, over the last day and week."""
+
+    day: int = 0
+    week: int = 0
+    alerted_day: int = 0
+    alerted_week: int = 0
+
+
+@dataclass(frozen=True)
 class Status:
     """Everything `monitor status` reports."""
 
     feeds: list[FeedStatus]
     outbox: dict[str, int]
-    watchlists: dict[str, dict[str, int]]
+    watchlists: dict[str, WatchlistCounts]
     instances: list[InstanceStatus]
     targets: list[TargetStatus] = field(default_factory=list)
     database: str = ""  # the file or the server (password masked) this was read from
@@ -80,22 +92,15 @@ class Status:
 
 def describe_pace(notify: NotifyConfig) -> str:
     """A target's pace in a few words, e.g. "digest every 1h; quiet 22:00-07:00 Asia/Seoul"."""
-    parts = [f"digest every {_duration(notify.digest_every)} from {notify.digest_at:%H:%M} "
+    parts = [f"digest every {format_duration(notify.digest_every)} from {notify.digest_at:%H:%M} "
              f"{notify.timezone}" if notify.mode == "digest" else "immediate"]
     if notify.rate_limit:
-        parts.append(f"at most {notify.rate_limit[0]} per {_duration(notify.rate_limit[1])}")
+        parts.append(f"at most {notify.rate_limit[0]} per {format_duration(notify.rate_limit[1])}")
     if notify.quiet_hours:
         start, end = notify.quiet_hours
         bypass = "" if notify.urgent == "none" else f" ({notify.urgent} priority goes through)"
         parts.append(f"quiet {start:%H:%M}-{end:%H:%M} {notify.timezone}{bypass}")
     return "; ".join(parts)
-
-
-def _duration(seconds: float) -> str:
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size and seconds % size == 0:
-            return f"{seconds // size:.0f}{unit}"
-    return f"{seconds:g}s"
 
 
 def _targets(config: Config, store: Store) -> list[TargetStatus]:
@@ -121,6 +126,8 @@ class HistoryItem:
     link: str | None
     feed: str
     alerted: bool
+    state: MatchState
+    published: datetime | None  # as the feed dated it
 
 
 _OUTCOMES = {"ok": "ok", "not_modified": "not modified", "error": "error"}
@@ -141,12 +148,14 @@ def gather_status(config: Config, store: Store) -> Status:
                         r.http_status, r.consecutive_failures, r.last_new_entry_at,
                         r.entries_seen, r.health, redact(r.last_error) if r.last_error else None,
                         held.get(r.url)) for r in rows]
-    counts = {w.name: {"day": 0, "week": 0} for w in config.watchlists}
+    counts = {w.name: WatchlistCounts() for w in config.watchlists}
     for entry, _ in store.entries.matches_since(now - timedelta(days=7)):
+        today, alerted = entry.seen_at >= now - timedelta(days=1), entry.alerted
         for name in json.loads(entry.matched):
-            window = counts.setdefault(name, {"day": 0, "week": 0})
-            window["week"] += 1
-            window["day"] += entry.seen_at >= now - timedelta(days=1)
+            was = counts.get(name, WatchlistCounts())
+            counts[name] = WatchlistCounts(was.day + today, was.week + 1,
+                                           was.alerted_day + (today and alerted),
+                                           was.alerted_week + alerted)
     instances = []
     for row in store.instances.all():
         age = (now - row.heartbeat_at).total_seconds()
@@ -191,8 +200,10 @@ def render_status(status: Status, console: Console) -> None:
         failing = f"; last attempt failed: {target.last_error}" if target.last_error else ""
         _plain(console, f"target {target.name}: {target.pace}; {waiting}{failing}")
     for name, window in status.watchlists.items():
-        _plain(console, f"watchlist {name}: {window['day']} matches in the last day, "
-                      f"{window['week']} in the last week")
+        _plain(console, f"watchlist {name}: {counted(window.alerted_day, 'alert')} of "
+                      f"{counted(window.day, 'match', 'matches')} in the last day, "
+                      f"{counted(window.alerted_week, 'alert')} of "
+                      f"{counted(window.week, 'match', 'matches')} in the last week")
     for instance in status.instances:
         _plain(console, f"instance {instance.id}: {'alive' if instance.alive else 'gone'}, last "
                       f"heartbeat {instance.heartbeat_age_s:.0f}s ago, started "
@@ -201,8 +212,9 @@ def render_status(status: Status, console: Console) -> None:
 
 
 def _plain(console: Console, line: str) -> None:
-    """Print `line` as text: no markup, no highlighting, no control characters."""
-    console.print(printable(line), markup=False, highlight=False)
+    """Print `line` as text: no markup, no highlighting, no control characters, and no line
+    breaks added (a terminal wraps it; a pipe gets it whole)."""
+    console.print(printable(line), markup=False, highlight=False, soft_wrap=True)
 
 
 def find_history(store: Store, since: datetime, watchlist: str | None,
@@ -217,17 +229,25 @@ def find_history(store: Store, since: datetime, watchlist: str | None,
         if needle and needle not in f"{entry.title}\n{entry.summary}".casefold():
             continue
         items.append(HistoryItem(entry.seen_at, names, entry.title, entry.link, redact(feed),
-                                 entry.alerted))
+                                 entry.alerted, match_state(entry), entry.published))
     return items
 
 
 def render_history(items: list[HistoryItem], console: Console, as_json: bool) -> None:
-    """Past matches as readable lines or one JSON object a line."""
+    """Past matches as readable lines (two a match on a terminal, one in a pipe) or one JSON
+    object a line. Times are UTC: when monitor saw it, and when the feed says it was
+    published."""
     for item in items:
         if as_json:
             print(json.dumps(asdict(item), default=lambda v: v.isoformat(), ensure_ascii=False))
         else:
-            alerted = "" if item.alerted else " (not alerted: old or a duplicate)"
-            _plain(console, f"{format_time(item.seen_at)}  [{', '.join(item.watchlists)}] "
-                   f"{item.title}{alerted}")
-            _plain(console, f"    {item.link or '(no link)'}  ({item.feed})")
+            alerted = "" if item.alerted else f" ({item.state.describe()})"
+            published = format_time(item.published) if item.published else "undated"
+            head = f"{format_time(item.seen_at)}  [{', '.join(item.watchlists)}] " \
+                   f"{item.title}{alerted}"
+            tail = f"{item.link or '(no link)'}  ({item.feed}; published {published})"
+            if console.is_terminal:
+                _plain(console, head)
+                _plain(console, "    " + tail)
+            else:  # one record a line, for grep and sort
+                _plain(console, f"{head}  {tail}")

@@ -25,6 +25,7 @@ from monitor.config import Config
 from monitor.errors import StoreError
 from monitor.models import Explanation
 from monitor.sources.parser import safe_link
+from monitor.storage.entries import match_state
 from monitor.storage.store import Store
 from monitor.storage.tables import EntryRow, utcnow
 from monitor.support import metrics
@@ -59,10 +60,14 @@ class WebState:
     scheduler_running: Callable[[], bool]
 
 
-def _latest(state: WebState) -> list[tuple[EntryRow, str, list[Explanation]]]:
-    """The latest matches with the explanations recorded with them (never matched again)."""
-    rows = state.runtime.store.entries.matches_since(utcnow() - timedelta(days=30))[:LATEST]
-    return [(row, feed, Explanation.load(row.explained)) for row, feed in rows]
+def _latest(state: WebState, alerted_only: bool = False
+            ) -> list[tuple[EntryRow, str, list[Explanation]]]:
+    """The latest matches (or only those that alerted) with the explanations recorded with
+    them (never matched again)."""
+    rows = state.runtime.store.entries.matches_since(utcnow() - timedelta(days=30))
+    if alerted_only:
+        rows = [(row, feed) for row, feed in rows if row.alerted]
+    return [(row, feed, Explanation.load(row.explained)) for row, feed in rows[:LATEST]]
 
 
 def _explain(explanations: list[Explanation]) -> str:
@@ -70,20 +75,21 @@ def _explain(explanations: list[Explanation]) -> str:
 
 
 def atom_feed(state: WebState, base: str) -> bytes:
-    """The latest matches as an Atom document, each with its explanation and snippet.
+    """The latest alerts as an Atom document, each with its explanation and snippet (matches
+    recorded without an alert, such as old stories, are not in it: it is an alert channel).
 
     `base` is the configured listen address, never the client's Host header. Text from the
     database (titles, links, feed names, snippets) has every registered secret masked.
     """
     ET.register_namespace("", ATOM)
     feed = ET.Element(f"{{{ATOM}}}feed")
-    ET.SubElement(feed, f"{{{ATOM}}}title").text = "monitor: latest matches"
+    ET.SubElement(feed, f"{{{ATOM}}}title").text = "monitor: latest alerts"
     ET.SubElement(feed, f"{{{ATOM}}}id").text = f"{base}/feed.xml"
     ET.SubElement(feed, f"{{{ATOM}}}link", rel="self", href=f"{base}/feed.xml")
     ET.SubElement(feed, f"{{{ATOM}}}updated").text = utcnow().isoformat()
     author = ET.SubElement(feed, f"{{{ATOM}}}author")
     ET.SubElement(author, f"{{{ATOM}}}name").text = "monitor"
-    for row, source, matches in _latest(state):
+    for row, source, matches in _latest(state, alerted_only=True):
         item = ET.SubElement(feed, f"{{{ATOM}}}entry")
         ET.SubElement(item, f"{{{ATOM}}}title").text = redact(row.title or "(untitled)")
         ET.SubElement(item, f"{{{ATOM}}}id").text = f"{base}/entries/{row.id}"
@@ -111,6 +117,16 @@ def _escaped(text: str) -> str:
     return html.escape(redact(text))
 
 
+def _latest_item(row: EntryRow, source: str, matches: list[Explanation]) -> str:
+    """One match on the status page: alerted, or marked as recorded without an alert."""
+    match_is = match_state(row)
+    published = format_time(row.published) if row.published else "undated"
+    return (f"<li class='{match_is.name.lower()}'>{link_html(row.link, row.title)} "
+            f"<small>{_escaped(source)} · seen {format_time(row.seen_at)} UTC · published "
+            f"{published} · <b>{_escaped(match_is.describe())}</b> · "
+            f"{_escaped(_explain(matches))}</small></li>")
+
+
 def status_page(state: WebState) -> bytes:
     """A small read-only HTML page: feed health and the latest matches."""
     rt = state.runtime
@@ -121,10 +137,7 @@ def status_page(state: WebState) -> bytes:
          f"{format_time(f.last_poll)}</td><td>"
          f"{_escaped(describe_outcome(f.outcome))}</td><td>{f.failures}</td><td>{_escaped(f.health)}"
          f"</td><td>{_escaped((f.last_error or '')[:120])}</td></tr>") for f in status.feeds)
-    latest = "".join(
-        f"<li>{link_html(row.link, row.title)} "
-        f"<small>{_escaped(source)} · {row.seen_at:%Y-%m-%d %H:%M} UTC · "
-        f"{_escaped(_explain(matches))}</small></li>" for row, source, matches in _latest(state))
+    latest = "".join(_latest_item(row, source, matches) for row, source, matches in _latest(state))
     outbox = ", ".join(f"{n} {_escaped(s)}" for s, n in status.outbox.items())
     page = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>monitor</title>
@@ -134,10 +147,10 @@ body {{ font-family: system-ui, sans-serif; margin: 2em; color: #222; }}
 table {{ border-collapse: collapse; }}
 td, th {{ padding: .3em .8em; border-bottom: 1px solid #ddd; }}
 tr.failing td {{ background: #fdd; }} tr.stale td, tr.error td {{ background: #ffe9b3; }}
-small {{ color: #666; }}
+small {{ color: #666; }} li.same_story, li.silent {{ opacity: .6; }}
 </style></head><body>
 <h1>monitor</h1>
-<p>{len(status.feeds)} feeds · outbox: {outbox} · <a href="feed.xml">Atom feed of matches</a>
+<p>{len(status.feeds)} feeds · outbox: {outbox} · <a href="feed.xml">Atom feed of alerts</a>
 · <a href="metrics">metrics</a></p>
 <h2>Feeds</h2>
 <table><tr><th>feed</th><th>last poll (UTC)</th><th>outcome</th><th>failures</th>

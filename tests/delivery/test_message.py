@@ -39,14 +39,15 @@ SEOUL = ZoneInfo("Asia/Seoul")
                   r"> **Rusia** dan Korea Utara \<b\>menandatangani\</b\>",
                   "<https://id.example/a?x=1&y=2>", "Also reported by: A, B"],
      ["<teken>", "<b>"]),
-    ("html", ["<b>Rusia &amp; Korea Utara &lt;teken&gt; perjanjian</b> [id]",
+    ("html", ['<b><a href="https://id.example/a?x=1&amp;y=2">Rusia &amp; Korea Utara &lt;teken&gt; '
+              "perjanjian</a></b> [id]",
               "<b>Rusia</b> dan Korea Utara &lt;b&gt;menandatangani",
               '<a href="https://id.example/a?x=1&amp;y=2">'], ["<teken>"]),
     ("text", ["Rusia & Korea Utara <teken> perjanjian [id]", "“Rusia dan Korea"], ["**"]),
 ])
 def test_alert_renders_in_each_format(fmt: str, expected: list[str], absent: list[str]) -> None:
     """Each format shows title, language code, local time, marked terms, link and sources;
-    html and markdown escape every piece of feed text."""
+    html and markdown escape every piece of feed text; in html the headline is the link."""
     title, body = render_story(Story(FIELDS, ("A", "B"), SEOUL),
                                Style(format=fmt, zone=SEOUL))  # type: ignore[arg-type]
     assert title == "[russia-dprk] Rusia & Korea Utara <teken> perjanjian"

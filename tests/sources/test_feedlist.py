@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 
 from monitor.config import load_config
 from monitor.errors import OpmlError
@@ -108,3 +109,87 @@ def test_import_shows_progress_on_a_terminal_and_not_in_a_pipe(
     config_copy.write_text((ROOT / "config.yaml").read_text("utf-8"), "utf-8")
     piped = subprocess.run(command, capture_output=True, timeout=60, check=False)
     assert b"importing" not in piped.stderr
+
+
+def test_import_changes_only_the_feeds_list(config_copy: Path, tmp_path: Path) -> None:
+    """Importing one feed into the bundled config adds its lines right after the last feed,
+    in that list's indentation: every other byte of the file stays as it was."""
+    before = config_copy.read_text("utf-8")
+    opml = tmp_path / "one.opml"
+    opml.write_bytes(b'<opml version="2.0"><body><outline text="News"><outline text="Example" '
+                     b'xmlUrl="https://example.org/feed.xml"/></outline></body></opml>')
+    assert main(["--config", str(config_copy), "feeds", "import", str(opml)]) == 0
+    after = config_copy.read_text("utf-8").splitlines(keepends=True)
+    old = before.splitlines(keepends=True)
+    at = next(i for i, (a, b) in enumerate(zip(old, after, strict=False)) if a != b)
+    assert after[at:at + 3] == ["  - url: https://example.org/feed.xml\n", "    name: Example\n",
+                                "    tags: [News]\n"]
+    assert after[:at] + after[at + 3:] == old
+
+
+MINIMAL_WATCHLIST = ("watchlists:\n  - name: w\n    entities: {a: [alpha]}\n"
+                     "    rules: [{any: [a]}]\n")
+EDGE_NAMES = ["Plain name", "Name: with colon # and hash", "It's \"quoted\"", "$HOME ${X}",
+              "null", "123", "- dash", "[bracket]", "line\u2028separator", "tab\there",
+              "北朝鮮ニュース"]
+
+
+@pytest.mark.parametrize("config_text", [
+    "feeds: []\n", "feeds:\n", "", "# only a comment\n",
+    "feeds: [{url: 'https://a.example/x'}]\n",
+    "feeds:\n- url: https://b.example/y   # c\n  name: B\n\n# next\nnotify: []\n",
+    "feeds:\n    -   url: https://b.example/y\n        interval: 1h\n",
+])
+def test_added_feeds_read_back_exactly_whatever_the_lists_shape(
+        tmp_path: Path, config_text: str) -> None:
+    """Feeds with awkward names, tags and intervals, added to empty, missing, flow-style and
+    oddly indented `feeds` lists, read back as exactly those values, after the feeds there."""
+    from monitor.sources.feedlist import FeedLink, add_feeds
+
+    path = tmp_path / "config.yaml"
+    path.write_text(config_text + MINIMAL_WATCHLIST, "utf-8")
+    before = [f["url"] for f in (yaml.safe_load(path.read_text("utf-8")) or {}).get("feeds")
+              or []]
+    links = [FeedLink(f"https://n.example/{i}?a=1&b=$x", name, (name, "Asia/Seoul"), "2h")
+             for i, name in enumerate(EDGE_NAMES)]
+    added, _ = add_feeds(path, links)
+    assert added == links
+    feeds = load_config(path).feeds
+    assert [f.url for f in feeds[:len(before)]] == before
+    assert [(f.url, f.name, f.tags, f.interval) for f in feeds[len(before):]] == [
+        (link.url, link.name, link.tags, 7200.0) for link in links]
+
+
+def test_export_then_import_keeps_tags_and_intervals(config_copy: Path, tmp_path: Path) -> None:
+    """`feeds export` writes each feed's tags (`category`) and interval; importing that file
+    into a config without feeds gives back the same feeds."""
+    config_copy.write_text(config_copy.read_text("utf-8").replace(
+        "    url: https://www.nknews.org/feed/\n",
+        "    url: https://www.nknews.org/feed/\n    tags: [korea, specialist]\n"), "utf-8")
+    exported = tmp_path / "out.opml"
+    assert main(["--config", str(config_copy), "feeds", "export", "-o", str(exported)]) == 0
+    fresh = tmp_path / "fresh.yaml"
+    fresh.write_text("feeds: []\n" + MINIMAL_WATCHLIST, "utf-8")
+    assert main(["--config", str(fresh), "feeds", "import", str(exported)]) == 0
+    original, copied = load_config(config_copy).feeds, load_config(fresh).feeds
+    assert [(f.url, f.title, f.tags, f.interval) for f in copied] == \
+        [(f.url, f.title, f.tags, f.interval) for f in original]
+    assert any(f.interval for f in copied) and any(f.tags for f in copied)
+
+
+@pytest.mark.parametrize(("attributes", "tags", "interval"), [
+    ('category="/News/World, Asia,,"', ("World", "Asia"), None),
+    ('interval="1s"', (), None),          # faster than any feed may be polled: dropped
+    ('interval="forever"', (), None),     # not a duration: dropped
+    ('interval="90m"', (), "90m"),
+    ('category="' + ",".join(f"t{i}" for i in range(50)) + '"',
+     tuple(f"t{i}" for i in range(20)), None),
+])
+def test_opml_category_and_interval_are_read_with_care(attributes: str, tags: tuple[str, ...],
+                                                       interval: str | None) -> None:
+    """OPML 2.0 categories become tags (the last part of each path, at most 20); an interval
+    is kept only when it is a duration a feed may have."""
+    data = (f'<opml version="2.0"><body><outline text="F" xmlUrl="https://a.example/f" '
+            f'{attributes}/></body></opml>').encode()
+    (link,) = read_opml(data)
+    assert (link.tags, link.interval) == (tags, interval)

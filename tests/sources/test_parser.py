@@ -174,7 +174,7 @@ def test_every_peer_feed_parses_matches_and_renders_without_error() -> None:
                 assert [x for _, b in parts for x in b.split("\n") if x] == \
                     [x for x in body.split("\n") if x], path
                 if fmt == "html":
-                    assert _tags(body) <= {"b", "br", "blockquote", "a"}, path
+                    assert _tags(body) <= {"b", "br", "i", "a"}, path
 
 
 def test_jsonfeed_golden_file_is_read_by_our_own_code(monkeypatch: pytest.MonkeyPatch) -> None:

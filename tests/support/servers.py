@@ -44,6 +44,15 @@ def trickle(interval: float, count: int) -> Handler:
     return handle
 
 
+def held(release: threading.Event, body: bytes) -> Handler:
+    """A handler that accepts the request and answers nothing until `release` is set (or a
+    minute passes), then sends `body`."""
+    def handle(request: BaseHTTPRequestHandler) -> None:
+        release.wait(60)
+        answer(200, body)(request)
+    return handle
+
+
 def redirect_loop(request: BaseHTTPRequestHandler) -> None:
     """A handler redirecting to itself forever."""
     request.send_response(302)

@@ -7,6 +7,7 @@ import logging
 import os
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -234,16 +235,22 @@ def test_status_json_and_history(tmp_path: Path, feed_server: FeedServer, sink: 
     status = json.loads(capsys.readouterr().out)
     assert {f["name"]: f["outcome"] for f in status["feeds"]} == {"EN": "ok", "RU": "ok"}
     assert status["outbox"]["sent"] == 2
-    # three stories matched (one of them too old to alert)
-    assert status["watchlists"]["russia-dprk"] == {"day": 3, "week": 3}
+    # three stories matched, one of them too old to alert: matches and alerts counted apart
+    assert status["watchlists"]["russia-dprk"] == {"day": 3, "week": 3, "alerted_day": 2,
+                                                   "alerted_week": 2}
     assert status["instances"] == []  # the run stopped cleanly
     assert main(["--config", str(config), "history"]) == 0
     out = capsys.readouterr().out
     assert "[russia-dprk] Лавров прибыл в Пхеньян" in out
-    assert "(not alerted: old or a duplicate)" in out  # the 48-hour-old story
+    old = [line for line in out.splitlines() if "Choe Son Hui" in line]
+    assert len(out.splitlines()) == 3  # in a pipe: one record a line
+    assert len(old) == 1 and "(not alerted: too old when first seen" in old[0]
+    published = (datetime.now(UTC) - timedelta(hours=48)).strftime("%Y-%m-%d")
+    assert f"(EN; published {published} " in old[0]  # beside the time it was seen
     assert main(["--config", str(config), "history", "--grep", "лавров", "--json"]) == 0
     lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
-    assert [x["feed"] for x in lines] == ["RU"]
+    assert [(x["feed"], x["state"]) for x in lines] == [("RU", "alerted")]
+    assert lines[0]["published"]
     assert main(["--config", str(config), "history", "--watchlist", "other"]) == 1
     assert capsys.readouterr().out == ""  # no watchlist is named so: an error, no output
 
@@ -378,3 +385,18 @@ def test_a_database_in_a_missing_folder_is_refused(
     assert main(["--config", str(config), "run", "--once"]) == 3
     assert f"the folder {missing} does not exist" in capsys.readouterr().err
     assert not (tmp_path / "nonexistent").exists()
+
+
+@pytest.mark.parametrize("command", ["run", "check", "match", "backtest", "notify-test",
+                                     "status", "history", "feeds", "init"])
+def test_each_command_explains_itself_in_its_help(
+        command: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """`monitor COMMAND --help` has a description of what the command does, beyond usage."""
+    with pytest.raises(SystemExit) as done:
+        main([command, "--help"])
+    assert done.value.code == 0
+    text = capsys.readouterr().out
+    description = text.split("\n\n")[1]
+    assert len(description.split()) >= 12, text
+    if command == "run":
+        assert all(word in text for word in ("SIGHUP", "/healthz", "http.listen", "SIGTERM"))

@@ -32,7 +32,7 @@ LINK = "https://ru.example.com/politics/lavrov-pyongyang"
 ATOM = "{http://www.w3.org/2005/Atom}"
 # What the status page is made of: anything else in its DOM came from a stranger's text.
 PAGE_TAGS = {"html", "head", "meta", "title", "style", "body", "h1", "p", "a", "h2", "table",
-             "tbody", "tr", "th", "td", "ul", "li", "small"}
+             "tbody", "tr", "th", "td", "ul", "li", "small", "b"}
 CREDENTIALS = ("s3cretpw", "tok123secret")
 
 
@@ -342,3 +342,31 @@ def test_pages_explain_matches_as_recorded_without_matching_again(
     explained = "russia-dprk: russia_related (Лавров*), dprk_related (Пхеньян*)"
     assert summary.startswith(f"[RU] {explained}"), summary
     assert html.escape(explained) in page
+
+
+def test_an_old_match_recorded_silently_is_marked_on_the_page_and_left_out_of_the_feed(
+        tmp_path: Path, feed_server: FeedServer, sink: Sink) -> None:
+    """A matching story too old to alert on a feed's first poll shows on / as "not alerted"
+    (with when it was published) and is not in /feed.xml, which lists alerts only."""
+    from monitor.pipeline import open_config
+    from monitor.storage.store import Store
+    from monitor.surfaces.web import WebState, atom_feed, status_page
+    from tests.support.project import run_cycle
+
+    config = write_config(tmp_path, [{"url": feed_server.serve("/en.xml",
+                                                               render_feed("english.xml")),
+                                      "name": "EN"}], [{"url": sink.url}])
+    assert run_cycle(config) == []
+    loaded = open_config(config)
+    store = Store(loaded.database)
+    try:
+        state = WebState(_View(loaded, store), scheduler_running=lambda: True)
+        feed = ET.fromstring(atom_feed(state, "http://127.0.0.1:1"))
+        page = status_page(state).decode()
+    finally:
+        store.close()
+    titles = [e.findtext(f"{ATOM}title") or "" for e in feed.iter(f"{ATOM}entry")]
+    assert titles == ["Putin and Kim Jong Un sign mutual defence pact in Pyongyang"]
+    old = next(li for li in page.split("<li") if "Choe Son Hui" in li)
+    assert "not alerted: too old when first seen" in old and "published 20" in old
+    assert all("<b>alerted</b>" in li for li in page.split("<li")[1:] if "Choe" not in li)
