@@ -192,6 +192,7 @@ class NotifyConfig(StrictModel):
     max_length: int | None = Field(default=None, ge=200)
     updates: bool = False
     sources_after: Duration | None = Field(default=None, ge=60)
+    timeout: Duration | None = Field(default=None, gt=0)  # else delivery.timeout
 
     @field_validator("url")
     @classmethod

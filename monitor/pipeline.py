@@ -55,13 +55,12 @@ from monitor.storage.coalescer import Coalescer
 from monitor.storage.store import Store
 from monitor.storage.tables import FeedRow, utcnow
 from monitor.support import metrics
-from monitor.support.backoff import retry_at
+from monitor.support.backoff import feed_backoff, retry_at
 from monitor.support.instance import HOST, OWNER, process_alive
 from monitor.support.logs import counted
 from monitor.support.secrets import register_secrets, secrets_of
 
 log = logging.getLogger("monitor")
-FEED_RETRY_BASE = 60.0
 MAX_SKIPPED_LOGGED = 5  # unreadable entries logged per poll: a hostile feed cannot flood the log
 GRACE_SECONDS = 30.0  # a replaced fetcher or parser pool is closed this long after a reload
 MAX_FEED_FILE = 50 * 1024**2  # a feed read from a file (`match FILE`)
@@ -230,7 +229,7 @@ def _fail(rt: Runtime, feed: FeedConfig, row: FeedRow, failure: Failure, release
           status: PollStatus = PollStatus.ERROR) -> PollReport:
     assert row.id is not None
     failures = row.consecutive_failures + 1
-    when = retry_at(failures, FEED_RETRY_BASE, max(rt.config.poll.interval, FEED_RETRY_BASE))
+    when = retry_at(failures, *feed_backoff(feed.interval or rt.config.poll.interval))
     if failure.retry_after:
         when = max(when, utcnow() + timedelta(seconds=min(failure.retry_after, 86400)))
     rt.store.feeds.record_failure(row.id, failure, when, release)

@@ -18,6 +18,8 @@ from monitor.errors import FetchError, ParseError
 from monitor.matching.matcher import compile_watchlists
 from monitor.models import CycleReport, Entry, PollStatus
 from monitor.pipeline import Runtime, _eligible, match_entries, open_config, read_feed
+from monitor.storage.store import Store
+from monitor.support.backoff import backoff_delay, feed_backoff
 from tests.support.project import render_feed, write_config
 from tests.support.servers import FeedServer, Sink, held
 
@@ -307,3 +309,33 @@ def test_one_cycle_sends_ready_alerts_while_a_slow_feed_is_still_fetched(
     assert done[0].delivery.sent == len(sink.received) == 2  # the slow feed's alert too
     assert {r.feed: r.status for r in done[0].polls} == {"slow": PollStatus.OK,
                                                          "RU": PollStatus.OK}
+
+
+@pytest.mark.parametrize(("interval", "delays"), [
+    (30, [7.5, 15, 30, 30]),                 # a 30 s feed retries after 7.5 s, not after 60 s
+    (900, [60, 120, 240, 480, 900, 900]),   # the first wait is at most a minute
+    (10, [2.5, 5, 10]),
+])
+def test_a_failing_feed_retries_below_its_interval_doubling_up_to_it(
+        interval: float, delays: list[float]) -> None:
+    """A failing feed's retries start at a quarter of its interval (a minute at most) and
+    double up to the interval, as the README says."""
+    base, cap = feed_backoff(interval)
+    assert [backoff_delay(n, base, cap) for n in range(1, len(delays) + 1)] == delays
+
+
+def test_a_failing_feeds_next_poll_comes_before_its_interval(
+        tmp_path: Path, feed_server: FeedServer) -> None:
+    """After a first failure the feed's next poll is set within its first backoff step (with
+    jitter), well before a whole interval."""
+    url = feed_server.serve("/gone.xml", b"", status=503)
+    config = write_config(tmp_path, [{"url": url, "name": "gone", "interval": "2m"}], [])
+    before = datetime.now(UTC)
+    asyncio.run(_one_cycle(config))
+    store = Store(open_config(config).database)
+    try:
+        (row,) = store.feeds.all()
+    finally:
+        store.close()
+    wait = (row.next_poll_at.replace(tzinfo=UTC) - before).total_seconds()
+    assert 30 * 0.8 <= wait <= 30 * 1.2 + 5

@@ -81,6 +81,7 @@ class Target:
     updates: bool = False
     # After an alert, one note this much later naming the outlets that reported it since.
     sources_after: timedelta | None = None
+    timeout: float | None = None  # seconds for one send; None: delivery.timeout
 
 
 @dataclass(frozen=True)
@@ -133,7 +134,7 @@ def _target(number: int, notify: NotifyConfig) -> Target:
                   f"{number}", id=target_id(notify.url), tags=notify.tags, policy=policy,
                   style=style, max_length=notify.max_length, updates=notify.updates,
                   sources_after=timedelta(seconds=notify.sources_after)
-                  if notify.sources_after else None)
+                  if notify.sources_after else None, timeout=notify.timeout)
 
 
 def targets(config: Config) -> list[Target]:
@@ -173,15 +174,21 @@ async def send(target: Target, title: str, body: str, timeout: float,
     outcome is read from Apprise's per-target result (a failed part fails the message)."""
     apprise = _apprise()
     sender = apprise.Apprise()
-    if not sender.add(target.url):
+    plugin = apprise.Apprise.instantiate(target.url)
+    if plugin is None or not sender.add(plugin):
         return SendOutcome(False, "Apprise does not understand this URL")
+    # Apprise's plugins stop waiting for a reply after 4 s of their own, whatever the call's
+    # timeout: a target answering in 6 s would receive the message, count as failed and get it
+    # again on every retry. Its sockets wait as long as the call may.
+    plugin.socket_connect_timeout = plugin.socket_read_timeout = timeout
     title_max, body_max = limits(target.url)
     body_max = min(body_max, target.max_length or body_max)
     formats = {"markdown": apprise.NotifyFormat.MARKDOWN, "html": apprise.NotifyFormat.HTML,
                "text": apprise.NotifyFormat.TEXT}
     for part_title, part_body in fit(title, body, title_max, body_max):
         shown = html_lines(part_body) if body_format == "html" else part_body
-        result = await sender.async_notify(body=shown, title=part_title, timeout=timeout,
+        # The sockets' limits decide; the whole call only guards against a hang beyond them.
+        result = await sender.async_notify(body=shown, title=part_title, timeout=2 * timeout,
                                            body_format=formats[body_format])
         if not bool(result):
             return SendOutcome(False, _failure(result))

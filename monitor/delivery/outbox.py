@@ -140,7 +140,8 @@ async def _send_message(store: Store, config: DeliveryConfig, target: Target, me
     claimed = [row.id for row in rows if row.id is not None]
     title, sent_title, body = await asyncio.to_thread(_message_text, pairs, target,
                                                       message.reasons, message.later)
-    outcome = await send(target, sent_title, body, config.timeout, target.style.format)
+    outcome = await send(target, sent_title, body, target.timeout or config.timeout,
+                         target.style.format)
     if outcome.ok:
         follow_up = _sources_note(rows[0], target, now) if len(rows) == 1 else None
         await asyncio.to_thread(store.outbox.mark_sent, claimed, target.id, len(rows) > 1, now,

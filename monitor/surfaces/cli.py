@@ -331,7 +331,7 @@ async def _notify_test(config: Config) -> int:
     failures = 0
     for target in targets(config):
         outcome = await send(target, "monitor test", "This is a test alert from **monitor**.",
-                             config.delivery.timeout)
+                             target.timeout or config.delivery.timeout)
         print(f"{target.label}: {'OK' if outcome.ok else 'FAILED: ' + (outcome.error or '')}")
         failures += not outcome.ok
     return EXIT_FAILED if failures else 0

@@ -22,6 +22,7 @@ from monitor.storage.database import safe_database_url, sqlite_path
 from monitor.storage.entries import match_state
 from monitor.storage.store import Store
 from monitor.storage.tables import utcnow
+from monitor.support.instance import HOST, process_alive
 from monitor.support.logs import counted, printable
 from monitor.support.secrets import mask_url, redact
 
@@ -159,8 +160,10 @@ def gather_status(config: Config, store: Store) -> Status:
     instances = []
     for row in store.instances.all():
         age = (now - row.heartbeat_at).total_seconds()
+        # On this host a process that is gone is known at once; elsewhere only by its silence.
+        alive = age <= ALIVE_SECONDS and (row.host != HOST or process_alive(row.pid))
         if age <= 7 * 86400:
-            instances.append(InstanceStatus(row.id, age <= ALIVE_SECONDS, age, row.started_at,
+            instances.append(InstanceStatus(row.id, alive, age, row.started_at,
                                             sum(owner == row.id for owner in held.values())))
     return Status(feeds, store.outbox.counts(), counts, instances, _targets(config, store),
                   str(sqlite_path(store.url) or safe_database_url(store.url)))

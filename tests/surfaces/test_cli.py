@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
@@ -16,7 +17,7 @@ from monitor.storage.store import Store
 from monitor.support.logs import LineFilter
 from monitor.support.secrets import register_secrets, secrets_of
 from monitor.surfaces.cli import main
-from tests.support.project import FEEDS, render_feed, write_config
+from tests.support.project import FEEDS, render_feed, wait_for, write_config
 from tests.support.servers import FeedServer, Sink
 
 
@@ -400,3 +401,28 @@ def test_each_command_explains_itself_in_its_help(
     assert len(description.split()) >= 12, text
     if command == "run":
         assert all(word in text for word in ("SIGHUP", "/healthz", "http.listen", "SIGTERM"))
+
+
+def test_status_reports_a_killed_instance_on_this_host_as_gone_at_once(
+        tmp_path: Path, feed_server: FeedServer, sink: Sink,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """A daemon killed with SIGKILL leaves its heartbeat behind; the next `status` on the same
+    host sees that its process is gone and says so, without waiting for the heartbeat to age."""
+    feeds = [{"url": feed_server.serve("/ru.xml", render_feed("russian.xml")), "name": "RU"}]
+    config = str(write_config(tmp_path, feeds, [{"url": sink.url}]))
+
+    def instances() -> list[dict[str, object]]:
+        assert main(["--config", config, "status", "--json"]) == 0
+        found: list[dict[str, object]] = json.loads(capsys.readouterr().out)["instances"]
+        return found
+
+    daemon = subprocess.Popen([sys.executable, "-m", "monitor", "--config", config, "run"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        assert wait_for(lambda: len(sink.received) >= 1)
+        assert [i["alive"] for i in instances()] == [True]
+    finally:
+        daemon.send_signal(signal.SIGKILL)
+        daemon.wait(timeout=60)
+    (gone,) = instances()
+    assert gone["alive"] is False and float(str(gone["heartbeat_age_s"])) < 180
