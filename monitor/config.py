@@ -251,6 +251,8 @@ class HealthConfig(StrictModel):
     stale_after: Duration = 3 * 86400.0
     stale_factor: float = Field(default=10.0, ge=0)
     interval: Duration = Field(default=300.0, ge=1)
+    # /healthz fails while an alert that targets keep refusing has waited longer than this.
+    stuck_after: Duration = Field(default=3600.0, ge=60)
 
 
 class HttpConfig(StrictModel):

@@ -15,8 +15,11 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
+import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
+from tests.support.daemons import free_port
 from tests.support.project import write_config
 from tests.support.servers import FeedServer, Sink, answer
 
@@ -159,3 +162,72 @@ def test_full_disk_says_what_is_wrong_and_loses_nothing(
             assert db.execute("pragma integrity_check").fetchone() == ("ok",)
     finally:
         subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
+def _fill(disk: Path) -> Path:
+    """Fill the tmpfs at `disk` to the last byte with one file; returns it."""
+    filler = disk / "filler"
+    with filler.open("wb", buffering=0) as out:
+        for size in (1024**2, 4096, 1):
+            with contextlib.suppress(OSError):
+                while True:
+                    out.write(b"\0" * size)
+    return filler
+
+
+def test_a_full_disk_turns_healthz_503_with_the_reason_and_back(
+        tmp_path: Path, feed_server: FeedServer, sink: Sink) -> None:
+    """While the daemon's database is on a full disk, /healthz answers 503 naming the database
+    error and /metrics counts it (errors total, failing gauge 1); once space is freed the next
+    write turns /healthz back to 200 and the gauge to 0, and the held-up stories alert."""
+    disk = tmp_path / "disk"
+    if not _mount_tiny_disk(disk):
+        pytest.skip("needs root to mount a 16 MB tmpfs as a full disk")
+    base = f"http://127.0.0.1:{free_port()}"
+    daemon = None
+    try:
+        feed = feed_server.serve("/f.xml", _stories(0, 1))
+        config = write_config(tmp_path, [{"url": feed, "name": "disk", "interval": "1s"}],
+                              [{"url": sink.url}], database=f"sqlite:///{disk / 'monitor.db'}",
+                              http={"listen": base.removeprefix("http://")})
+        daemon = subprocess.Popen([sys.executable, "-m", "monitor", "--config", str(config),
+                                   "run"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        _until(lambda: len(sink.received) == 1 and _health(base)[0] == 200, "the first alert")
+        filler = _fill(disk)
+        feed_server.serve("/f.xml", _stories(0, 101))  # 100 new long stories to record
+        _until(lambda: _health(base)[0] == 503, "/healthz to fail")
+        reason = _health(base)[1]
+        assert reason.startswith("database failing since ") and "disk is full" in reason
+        assert _metric(base, "monitor_database_failing") == 1
+        assert _metric(base, "monitor_database_errors_total") >= 1
+        filler.unlink()
+        _until(lambda: _health(base) == (200, "ok"), "/healthz to recover")
+        assert _metric(base, "monitor_database_failing") == 0
+        _until(lambda: len(sink.received) > 1, "the held-up stories to alert")
+    finally:
+        if daemon is not None:
+            daemon.terminate()
+            daemon.wait(timeout=60)
+        subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
+def _stories(first: int, last: int) -> bytes:
+    items = "".join(
+        f"<item><title>Russia and North Korea sign accord {i} on fisheries</title>"
+        f"<link>https://disk.example/{i}</link><description>{'x' * 3000}</description></item>"
+        for i in range(first, last))
+    return f'<rss version="2.0"><channel><title>d</title>{items}</channel></rss>'.encode()
+
+
+def _health(base: str) -> tuple[int, str]:
+    """/healthz's status and text; (0, "") while the daemon is not listening yet."""
+    try:
+        answer = httpx.get(f"{base}/healthz", timeout=10)
+    except httpx.HTTPError:
+        return 0, ""
+    return answer.status_code, answer.text.strip()
+
+
+def _metric(base: str, name: str) -> float:
+    families = text_string_to_metric_families(httpx.get(f"{base}/metrics", timeout=10).text)
+    return sum(s.value for f in families for s in f.samples if s.name == name)

@@ -8,23 +8,29 @@ with `BEGIN IMMEDIATE`, because two writers that read first and then write other
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, Engine, event, inspect, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.schema import CreateColumn
 from sqlmodel import Session, SQLModel, create_engine
 
 from monitor.errors import StoreError
 from monitor.storage.tables import SCHEMA_VERSION, Delivery, EntryRow, FeedRow, Meta
+from monitor.support import metrics
 from monitor.support.secrets import mask_url
+
+log = logging.getLogger("monitor")
 
 IN_BATCH = 500  # ids per IN (...) list
 
@@ -142,9 +148,29 @@ def insert_new(session: Session, table: type[SQLModel], values: dict[str, Any],
     return session.execute(statement.returning(returning)).scalar_one_or_none()
 
 
+_WROTE = "monitor_wrote"  # set on a connection's info by a statement that changes data
+
+
+def _note_writes(engine: Engine) -> None:
+    @event.listens_for(engine, "before_cursor_execute")
+    def wrote(connection: Connection, cursor: Any, statement: str, *args: Any) -> None:
+        if statement.lstrip()[:6].upper() in ("INSERT", "UPDATE", "DELETE"):
+            connection.info[_WROTE] = True
+
+
+@dataclass(frozen=True)
+class DatabaseFault:
+    """Why the database is failing (its latest error) and since when."""
+
+    reason: str
+    since: datetime
+
+
 class Database:
     """One database: its engine, its schema (created and migrated on open) and its
     transactions. The store's parts share one `Database`."""
+
+    fault: DatabaseFault | None = None  # set while transactions fail (see `transaction`)
 
     def __init__(self, url: str, create: bool = True):
         """Open (and, with `create`, create) the database at `url`. Without `create` a
@@ -153,6 +179,7 @@ class Database:
         self.url = url
         self._lock = threading.RLock()
         self.engine = _make_engine(url, create)
+        _note_writes(self.engine)
         try:
             self._prepare(create)
         except BaseException:
@@ -187,17 +214,36 @@ class Database:
         """One transaction: committed on success, rolled back on any error.
 
         Database failures (disk full, lost connection, locked for too long) surface as
-        StoreError with the database's own reason; nothing of the transaction is kept.
+        StoreError with the database's own reason; nothing of the transaction is kept. Such a
+        failure is also kept as `fault` until a transaction that writes commits: reads keep
+        working on a full disk, so only a write shows that the database is usable again.
         """
         try:
             # One transaction at a time per process: threads queue here instead of spinning
             # in SQLite's busy handler.
-            with self._lock, Session(self.engine, expire_on_commit=False) as session, \
-                    session.begin():
-                yield session
+            with self._lock, Session(self.engine, expire_on_commit=False) as session:
+                with session.begin():
+                    session.connection().info.pop(_WROTE, None)  # left by a failed one
+                    yield session
+                    wrote = session.connection().info.pop(_WROTE, False)
+                if wrote and self.fault is not None:
+                    log.warning("database usable again after failing since %s UTC",
+                                f"{self.fault.since:%Y-%m-%d %H:%M}")
+                    self.fault = None
+                    metrics.DATABASE_FAILING.set(0)
         except SQLAlchemyError as error:
             reason = str(getattr(error, "orig", None) or error).splitlines()[0]
+            if isinstance(error, OperationalError | InterfaceError):
+                self._note_fault(f"{error.__class__.__name__}: {reason}")
             raise StoreError(f"{error.__class__.__name__}: {reason}") from error
+
+    def _note_fault(self, reason: str) -> None:
+        metrics.DATABASE_ERRORS.inc()
+        metrics.DATABASE_FAILING.set(1)
+        if self.fault is None:
+            self.fault = DatabaseFault(reason, datetime.now(UTC))
+        elif self.fault.reason != reason:
+            self.fault = DatabaseFault(reason, self.fault.since)
 
     def _check_schema(self) -> None:
         with self.transaction() as session:

@@ -127,6 +127,15 @@ class Outbox:
                 .order_by(col(Delivery.id)))
             return {target: error for target, error in rows if error}
 
+    def oldest_refused(self) -> datetime | None:
+        """When the oldest waiting message that a target has refused at least once was
+        queued (None when no waiting message has failed)."""
+        with self.db.transaction() as session:
+            oldest: datetime | None = session.exec(
+                select(func.min(Delivery.created_at))
+                .where(Delivery.status == DeliveryStatus.PENDING, Delivery.attempts > 0)).one()
+            return oldest
+
     def counts(self) -> dict[str, int]:
         """How many deliveries are in each state."""
         with self.db.transaction() as session:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -21,6 +21,10 @@ MATCHES = Counter("monitor_matches", "New entries matching a watchlist", ["watch
                   registry=REGISTRY)
 DELIVERIES = Counter("monitor_deliveries", "Delivery attempts by outcome", ["outcome"],
                      registry=REGISTRY)
+DATABASE_ERRORS = Counter("monitor_database_errors", "Database transactions that failed "
+                          "(full disk, read-only file, lost connection…)", registry=REGISTRY)
+DATABASE_FAILING = Gauge("monitor_database_failing", "1 while the database is failing (until "
+                         "a write succeeds again)", registry=REGISTRY)
 
 
 class StateCollector(Collector):

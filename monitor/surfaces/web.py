@@ -21,7 +21,7 @@ from typing import Any, Protocol
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from monitor.config import Config
+from monitor.config import Config, format_duration
 from monitor.errors import StoreError
 from monitor.models import Explanation
 from monitor.sources.parser import safe_link
@@ -29,6 +29,7 @@ from monitor.storage.entries import match_state
 from monitor.storage.store import Store
 from monitor.storage.tables import EntryRow, utcnow
 from monitor.support import metrics
+from monitor.support.logs import counted
 from monitor.support.secrets import redact
 from monitor.surfaces.httpserver import SECURITY_HEADERS, App, BoundedServer, StartResponse
 from monitor.surfaces.status import describe_outcome, format_time, gather_status
@@ -139,6 +140,8 @@ def status_page(state: WebState) -> bytes:
          f"</td><td>{_escaped((f.last_error or '')[:120])}</td></tr>") for f in status.feeds)
     latest = "".join(_latest_item(row, source, matches) for row, source, matches in _latest(state))
     outbox = ", ".join(f"{n} {_escaped(s)}" for s, n in status.outbox.items())
+    problem = health_problem(state)
+    trouble = f"<p class='problem'><b>Not healthy:</b> {_escaped(problem)}</p>" if problem else ""
     page = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>monitor</title>
 <meta name="viewport" content="width=device-width, initial-scale=1">
@@ -147,11 +150,12 @@ body {{ font-family: system-ui, sans-serif; margin: 2em; color: #222; }}
 table {{ border-collapse: collapse; }}
 td, th {{ padding: .3em .8em; border-bottom: 1px solid #ddd; }}
 tr.failing td {{ background: #fdd; }} tr.stale td, tr.error td {{ background: #ffe9b3; }}
+p.problem {{ background: #fdd; padding: .5em; }}
 small {{ color: #666; }} li.same_story, li.silent {{ opacity: .6; }}
 </style></head><body>
 <h1>monitor</h1>
-<p>{len(status.feeds)} feeds · outbox: {outbox} · <a href="feed.xml">Atom feed of alerts</a>
-· <a href="metrics">metrics</a></p>
+{trouble}<p>{len(status.feeds)} feeds · outbox: {outbox} ·
+<a href="feed.xml">Atom feed of alerts</a> · <a href="metrics">metrics</a></p>
 <h2>Feeds</h2>
 <table><tr><th>feed</th><th>last poll (UTC)</th><th>outcome</th><th>failures</th>
 <th>health</th><th>last error</th></tr>{feeds}</table>
@@ -161,13 +165,39 @@ small {{ color: #666; }} li.same_story, li.silent {{ opacity: .6; }}
 
 
 def _health(state: WebState) -> tuple[str, bytes]:
-    if not state.scheduler_running():
-        return "503 Service Unavailable", b"scheduler not running\n"
-    try:
-        state.runtime.store.schema_version()
-    except StoreError as error:
-        return "503 Service Unavailable", f"database: {redact(str(error))}\n".encode()
+    problem = health_problem(state)
+    if problem:
+        return "503 Service Unavailable", f"{redact(problem)}\n".encode()
     return "200 OK", b"ok\n"
+
+
+def health_problem(state: WebState) -> str | None:
+    """Why the daemon cannot do its job, if it cannot: the scheduler stopped, the database
+    failing (a full disk, a read-only file, a lost connection: until a write succeeds again),
+    every feed failing, or an alert that targets keep refusing waiting past
+    `health.stuck_after`."""
+    if not state.scheduler_running():
+        return "scheduler not running"
+    store, config = state.runtime.store, state.runtime.config
+    fault = store.database.fault
+    if fault is not None:
+        return f"database failing since {format_time(fault.since)} UTC: {fault.reason}"
+    try:
+        store.schema_version()
+        configured = {feed.url for feed in config.feeds}
+        polled = [row for row in store.feeds.all() if row.url in configured and row.last_poll_at]
+        oldest = store.outbox.oldest_refused()
+    except StoreError as error:
+        return f"database: {error}"
+    if polled and len(polled) == len(configured) and all(r.consecutive_failures for r in polled):
+        return f"every feed is failing ({counted(len(polled), 'feed')})"
+    if oldest is not None:
+        waited = (utcnow() - oldest).total_seconds()
+        if waited > config.health.stuck_after:
+            return f"outbox stuck: an alert refused by its target has waited " \
+                   f"{waited / 3600:.1f} h (health.stuck_after: " \
+                   f"{format_duration(config.health.stuck_after)})"
+    return None
 
 
 def _page(state: WebState, path: str, base: str) -> tuple[str, bytes, str]:

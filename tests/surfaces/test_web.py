@@ -11,6 +11,7 @@ import subprocess
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -370,3 +371,43 @@ def test_an_old_match_recorded_silently_is_marked_on_the_page_and_left_out_of_th
     old = next(li for li in page.split("<li") if "Choe Son Hui" in li)
     assert "not alerted: too old when first seen" in old and "published 20" in old
     assert all("<b>alerted</b>" in li for li in page.split("<li")[1:] if "Choe" not in li)
+
+
+def _problem(config: Path) -> str | None:
+    from monitor.pipeline import open_config
+    from monitor.storage.store import Store
+    from monitor.surfaces.web import WebState, health_problem
+
+    loaded = open_config(config)
+    store = Store(loaded.database)
+    try:
+        return health_problem(WebState(_View(loaded, store), scheduler_running=lambda: True))
+    finally:
+        store.close()
+
+
+def test_healthz_fails_when_every_feed_fails_or_the_outbox_is_stuck(
+        tmp_path: Path, feed_server: FeedServer, sink: Sink) -> None:
+    """/healthz's verdict: fine after a good cycle; "every feed is failing" when all configured
+    feeds failed their last poll; "outbox stuck" once an alert its target refuses has waited
+    longer than health.stuck_after."""
+    import sqlite3
+
+    from tests.support.project import run_cycle
+
+    good = feed_server.serve("/ru.xml", render_feed("russian.xml"))
+    config = write_config(tmp_path, [{"url": good, "name": "RU"}], [{"url": sink.url}],
+                          health={"stuck_after": "1h"})
+    sink.failing = True
+    run_cycle(config, datetime.now(UTC) + timedelta(seconds=30))
+    assert _problem(config) is None  # refused once, but only just now
+    with sqlite3.connect(tmp_path / "monitor.db") as db:
+        db.execute("update outbox set created_at = datetime('now', '-2 hours')")
+    assert (_problem(config) or "").startswith("outbox stuck: an alert refused by its target "
+                                               "has waited 2.0 h")
+    feed_server.serve("/ru.xml", b"", status=503)
+    config = write_config(tmp_path, [{"url": good, "name": "RU"}], [])
+    with sqlite3.connect(tmp_path / "monitor.db") as db:
+        db.execute("delete from outbox")
+    run_cycle(config)
+    assert _problem(config) == "every feed is failing (1 feed)"
