@@ -585,6 +585,21 @@ def parse_config(text: str, path: Path | str = "<config>") -> Config:
         "database": _resolve_database(config.database, path), "path": str(path)})
 
 
+def database_of(path: Path | str) -> str:
+    """The database a config file leads to, read as far as a broken file allows (its
+    `database` key if that can be read, else the default): for commands that only read the
+    database and can still help while the config is being fixed."""
+    path = Path(path)
+    url = ""
+    try:
+        raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_LOADER)  # noqa: S506
+        if isinstance(raw, dict) and isinstance(raw.get("database"), str):
+            url = str(_interpolate(raw["database"], str(path), "database"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, ConfigError):
+        pass
+    return _resolve_database(url, path)
+
+
 def load_config(path: Path | str) -> Config:
     """Read and validate the config file at `path`."""
     path = Path(path)

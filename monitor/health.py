@@ -19,6 +19,7 @@ from monitor.config import HealthConfig
 from monitor.delivery.message import note, one_line
 from monitor.delivery.notifier import Target
 from monitor.models import DeliveryKind, Draft, HealthState
+from monitor.storage.database import DatabaseFault
 from monitor.storage.store import Store
 from monitor.storage.tables import FeedRow, utcnow
 
@@ -77,3 +78,21 @@ def check_health(store: Store, feeds: Collection[str], targets: Sequence[Target]
         notices = [Draft(t.id, t.label, title, body, kind=DeliveryKind.NOTICE) for t in receivers]
         store.feeds.set_health(row.id, state, notices)
     return changed
+
+
+def database_notice(before: DatabaseFault | None, now: DatabaseFault | None,
+                    ended: datetime) -> tuple[str, str] | None:
+    """The notice for a change in the database's state (None if it did not change): it started
+    failing, or it is usable again after failing since `before.since` (until `ended`). Sent
+    straight to the health targets: the outbox is in that database."""
+    if before is None and now is not None:
+        return note("monitor: database failing", [
+            f"The database is failing since {now.since:%Y-%m-%d %H:%M} UTC: {now.reason}",
+            "Polls are not recorded and no alert is queued until it works again."])
+    if before is not None and now is None:
+        minutes = max(1, round((ended - before.since).total_seconds() / 60))
+        return note("monitor: database usable again", [
+            f"The database works again after failing for about {minutes} min "
+            f"(since {before.since:%Y-%m-%d %H:%M} UTC: {before.reason}).",
+            "Stories published meanwhile are picked up by the next polls."])
+    return None

@@ -178,18 +178,22 @@ def _fill(disk: Path) -> Path:
 def test_a_full_disk_turns_healthz_503_with_the_reason_and_back(
         tmp_path: Path, feed_server: FeedServer, sink: Sink) -> None:
     """While the daemon's database is on a full disk, /healthz answers 503 naming the database
-    error and /metrics counts it (errors total, failing gauge 1); once space is freed the next
-    write turns /healthz back to 200 and the gauge to 0, and the held-up stories alert."""
+    error, /metrics counts it (errors total, failing gauge 1) and the health target gets one
+    notice; once space is freed the next write turns /healthz back to 200 and the gauge to 0,
+    one notice says so, and the held-up stories alert."""
     disk = tmp_path / "disk"
     if not _mount_tiny_disk(disk):
         pytest.skip("needs root to mount a 16 MB tmpfs as a full disk")
     base = f"http://127.0.0.1:{free_port()}"
-    daemon = None
+    daemon, desk = None, Sink()  # the desk gets health notices only
     try:
         feed = feed_server.serve("/f.xml", _stories(0, 1))
-        config = write_config(tmp_path, [{"url": feed, "name": "disk", "interval": "1s"}],
-                              [{"url": sink.url}], database=f"sqlite:///{disk / 'monitor.db'}",
-                              http={"listen": base.removeprefix("http://")})
+        targets = [{"url": sink.url}, {"url": desk.url, "tags": ["ops"]}]
+        config = write_config(tmp_path, [{"url": feed, "name": "disk", "interval": "1s",
+                                          "tags": ["news"]}], targets,
+                              database=f"sqlite:///{disk / 'monitor.db'}",
+                              http={"listen": base.removeprefix("http://")},
+                              health={"tag": "ops"})
         daemon = subprocess.Popen([sys.executable, "-m", "monitor", "--config", str(config),
                                    "run"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         _until(lambda: len(sink.received) == 1 and _health(base)[0] == 200, "the first alert")
@@ -204,10 +208,14 @@ def test_a_full_disk_turns_healthz_503_with_the_reason_and_back(
         _until(lambda: _health(base) == (200, "ok"), "/healthz to recover")
         assert _metric(base, "monitor_database_failing") == 0
         _until(lambda: len(sink.received) > 1, "the held-up stories to alert")
+        _until(lambda: len(desk.received) == 2, "the second database notice")
+        assert desk.titles() == ["monitor: database failing", "monitor: database usable again"]
+        assert "disk is full" in desk.received[0]["message"]
     finally:
         if daemon is not None:
             daemon.terminate()
             daemon.wait(timeout=60)
+        desk.close()
         subprocess.run(["umount", "-l", str(disk)], check=False)
 
 

@@ -29,6 +29,7 @@ from monitor.config import (
     ENV_FILE,
     Config,
     FeedConfig,
+    database_of,
     default_config_path,
     default_database_url,
     line_of,
@@ -428,11 +429,23 @@ _COMMANDS: dict[str, Callable[[Config, Path, argparse.Namespace], int]] = {
 }
 
 
+# Commands that only read the database: with a broken config they warn and go on.
+_READERS = ("status", "history")
+
+
 def _dispatch(args: argparse.Namespace) -> int:
     path = _config_path(args)
     if args.command == "init":
         return _init(path)
-    return _COMMANDS[args.command](open_config(path), path, args)
+    try:
+        config = open_config(path)
+    except ConfigError as error:
+        if args.command not in _READERS or not path.exists():
+            raise
+        print(f"monitor: config error: {error} (showing the database anyway: every feed it "
+              "knows, no targets)", file=sys.stderr)
+        config = Config(database=database_of(path), path=str(path))
+    return _COMMANDS[args.command](config, path, args)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -17,14 +17,18 @@ import hashlib
 import logging
 import signal
 from collections.abc import Awaitable, Callable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from monitor.config import Config, FeedConfig, require_work
+from monitor.delivery.message import render_note
+from monitor.delivery.notifier import send
 from monitor.errors import ConfigError, StoreError
+from monitor.health import database_notice
 from monitor.pipeline import GRACE_SECONDS, Runtime, open_config
+from monitor.storage.database import DatabaseFault
 from monitor.surfaces import sdnotify
 from monitor.surfaces.web import WebServer, WebState
 
@@ -48,6 +52,7 @@ class Daemon:
         rt.hold_fraction = 0.5
         self.config_digest = _digest(config_path)
         self.config_error: str | None = None  # why the last reload failed, until one succeeds
+        self.database_fault: DatabaseFault | None = None  # as last noticed
         self.stopping = asyncio.Event()
         self.in_flight: set[asyncio.Task[object]] = set()
         self.scheduler = AsyncIOScheduler(job_defaults={
@@ -90,6 +95,7 @@ class Daemon:
             ("heartbeat", self._heartbeat, HEARTBEAT_SECONDS),
             ("health", self._health, self.rt.config.health.interval),
             ("config-watch", self._watch_config, WATCH_SECONDS),
+            ("database-watch", self._watch_database, WATCH_SECONDS),
         ]
         period = sdnotify.watchdog_period()
         if period:
@@ -121,6 +127,23 @@ class Daemon:
     async def _health(self) -> None:
         if await asyncio.to_thread(self.rt.check_health):
             await self.rt.deliver()
+
+    async def _watch_database(self) -> None:
+        """Tell the health targets when the database starts failing and when it works again,
+        straight through Apprise (the outbox lives in that database)."""
+        fault = self.rt.store.database.fault
+        notice = database_notice(self.database_fault, fault, datetime.now(UTC))
+        self.database_fault = fault
+        if notice is None:
+            return
+        tag, delivery = self.rt.config.health.tag, self.rt.config.delivery
+        for target in [t for t in self.rt.targets if tag and tag in t.tags]:
+            title, body = render_note(*notice, target.style)
+            outcome = await send(target, title, body, target.timeout or delivery.timeout,
+                                 target.style.format)
+            (log.info if outcome.ok else log.warning)(
+                "database notice %r to %s: %s", title, target.label,
+                "sent" if outcome.ok else f"failed: {outcome.error}")
 
     async def _watchdog(self) -> None:
         # Pinged from the event loop after a database round trip: a stuck loop or an

@@ -143,7 +143,8 @@ def gather_status(config: Config, store: Store) -> Status:
     """Read the state of every configured feed, the outbox, watchlists and instances."""
     now = utcnow()
     configured = {f.url for f in config.feeds}
-    rows = [r for r in store.feeds.all() if r.url in configured]
+    # A config without feeds (or one too broken to read) shows every feed the database knows.
+    rows = [r for r in store.feeds.all() if not configured or r.url in configured]
     held = {r.url: r.lease_owner for r in rows if r.lease_until and r.lease_until > now}
     feeds = [FeedStatus(redact(r.name), mask_url(r.url), r.last_poll_at, r.last_status,
                         r.http_status, r.consecutive_failures, r.last_new_entry_at,

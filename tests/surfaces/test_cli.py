@@ -426,3 +426,23 @@ def test_status_reports_a_killed_instance_on_this_host_as_gone_at_once(
         daemon.wait(timeout=60)
     (gone,) = instances()
     assert gone["alive"] is False and float(str(gone["heartbeat_age_s"])) < 180
+
+
+def test_status_and_history_read_the_database_while_the_config_is_broken(
+        tmp_path: Path, feed_server: FeedServer, sink: Sink,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """A broken config does not hide what happened: `status` and `history` warn with the
+    config error and still show the database's feeds, outbox and matches (exit 0)."""
+    feeds = [{"url": feed_server.serve("/ru.xml", render_feed("russian.xml")), "name": "RU"}]
+    config = write_config(tmp_path, feeds, [{"url": sink.url}])
+    assert main(["--config", str(config), "run", "--once"]) == 0
+    capsys.readouterr()
+    config.write_text(config.read_text("utf-8") + "\nunknown_key: 1\n", "utf-8")
+    assert main(["--config", str(config), "status", "--json"]) == 0
+    out, err = capsys.readouterr()
+    assert "unknown_key: unknown key" in err and "showing the database anyway" in err
+    status = json.loads(out)
+    assert [f["name"] for f in status["feeds"]] == ["RU"] and status["outbox"]["sent"] == 1
+    assert main(["--config", str(config), "history"]) == 0
+    assert "Лавров прибыл в Пхеньян" in capsys.readouterr().out
+    assert main(["--config", str(config), "check"]) == 2  # the commands that need it still fail
