@@ -374,16 +374,21 @@ def test_an_old_match_recorded_silently_is_marked_on_the_page_and_left_out_of_th
 
 
 def _problem(config: Path) -> str | None:
+    """/healthz's reason for this config's daemon; the status page must show the same one."""
     from monitor.pipeline import open_config
     from monitor.storage.store import Store
-    from monitor.surfaces.web import WebState, health_problem
+    from monitor.surfaces.web import WebState, health_problem, status_page
 
     loaded = open_config(config)
     store = Store(loaded.database)
     try:
-        return health_problem(WebState(_View(loaded, store), scheduler_running=lambda: True))
+        state = WebState(_View(loaded, store), scheduler_running=lambda: True)
+        problem, page = health_problem(state), status_page(state).decode()
     finally:
         store.close()
+    assert ("<b>Not healthy:</b> " + html.escape(problem) in page) if problem else \
+        "Not healthy" not in page
+    return problem
 
 
 def test_healthz_fails_when_every_feed_fails_or_the_outbox_is_stuck(
