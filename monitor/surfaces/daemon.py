@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import random
 import signal
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
@@ -79,11 +80,16 @@ class Daemon:
     def _feed_job(self, feed: FeedConfig, first_run: datetime | None) -> None:
         # APScheduler pauses a job given `next_run_time=None`: leave the key out instead.
         when = {"next_run_time": first_run} if first_run else {}
+        interval = feed.interval or self.rt.config.poll.interval
+        # After the first run, each feed's polls fall at a random phase of its interval. With
+        # one common phase, instances sharing a database would not split the feeds: every feed
+        # goes to the instance whose phase follows the other's lease, so one took them all.
+        phase = datetime.now().astimezone() + timedelta(
+            seconds=random.uniform(0, interval))  # noqa: S311
         self.scheduler.add_job(
-            self._tracked(self._poll_then_deliver(feed)), "interval",
-            seconds=feed.interval or self.rt.config.poll.interval,
-            jitter=self.rt.config.poll.jitter, id=f"feed:{feed.url}", name=feed.title,
-            replace_existing=True, **when)
+            self._tracked(self._poll_then_deliver(feed)), "interval", seconds=interval,
+            start_date=phase, jitter=self.rt.config.poll.jitter, id=f"feed:{feed.url}",
+            name=feed.title, replace_existing=True, **when)
 
     def _schedule(self) -> None:
         start = datetime.now().astimezone()

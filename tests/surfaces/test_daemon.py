@@ -141,3 +141,32 @@ def test_undoing_a_broken_edit_says_the_error_is_resolved(
         daemon.send_signal(signal.SIGTERM)
         assert daemon.wait(timeout=30) == 0
     assert log.read_text().count("keeping the last good config") == 1
+
+
+def test_each_feeds_later_polls_fall_at_its_own_phase_of_the_interval(tmp_path: Path) -> None:
+    """Every feed is polled at start, then at a random phase of its interval: instances sharing
+    a database split the feeds between them instead of one common phase taking them all."""
+    import asyncio
+    from datetime import datetime
+
+    from monitor.pipeline import Runtime, open_config
+    from monitor.surfaces.daemon import Daemon
+
+    feeds = [{"url": f"https://f{i}.example/feed.xml"} for i in range(100)]
+    config = write_config(tmp_path, feeds, [], poll={"interval": "15m"})
+
+    async def phases() -> tuple[list[datetime], list[datetime]]:
+        runtime = Runtime.from_config(open_config(config))
+        try:
+            daemon = Daemon(runtime, config)
+            daemon._schedule()  # the jobs, without starting the scheduler
+            jobs = [j for j in daemon.scheduler.get_jobs() if j.id.startswith("feed:")]
+            return [j.next_run_time for j in jobs], [j.trigger.start_date for j in jobs]
+        finally:
+            await runtime.close()
+
+    first, later = asyncio.run(phases())
+    assert len(first) == len(later) == 100
+    assert (max(first) - min(first)).total_seconds() < 60  # all polled right away
+    spread = sorted((t - min(later)).total_seconds() for t in later)
+    assert spread[-1] > 600 and len({round(s) for s in spread}) > 90  # across the 15 minutes
