@@ -585,19 +585,40 @@ def parse_config(text: str, path: Path | str = "<config>") -> Config:
         "database": _resolve_database(config.database, path), "path": str(path)})
 
 
-def database_of(path: Path | str) -> str:
-    """The database a config file leads to, read as far as a broken file allows (its
-    `database` key if that can be read, else the default): for commands that only read the
-    database and can still help while the config is being fixed."""
+@dataclass(frozen=True)
+class Salvage:
+    """What a config file that does not validate still tells the commands that only read the
+    database: the database it leads to and its URLs (so their secrets can be masked)."""
+
+    database: str
+    notify_urls: list[str]
+    feed_urls: list[str]
+
+
+def salvage(path: Path | str) -> Salvage:
+    """Read a broken config file as far as it allows: its `database` key (else the default)
+    and the `url` of each notify and feed entry, each interpolated where it can be."""
     path = Path(path)
-    url = ""
     try:
         raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_LOADER)  # noqa: S506
-        if isinstance(raw, dict) and isinstance(raw.get("database"), str):
-            url = str(_interpolate(raw["database"], str(path), "database"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError, ConfigError):
-        pass
-    return _resolve_database(url, path)
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        raw = None
+    raw = raw if isinstance(raw, dict) else {}
+
+    def text(value: object) -> str | None:
+        try:
+            return str(_interpolate(value, str(path))) if isinstance(value, str) else None
+        except ConfigError:
+            return None
+
+    def urls(key: str) -> list[str]:
+        items = raw.get(key)
+        found = (text(item.get("url")) for item in (items if isinstance(items, list) else [])
+                 if isinstance(item, dict))
+        return [url for url in found if url]
+
+    return Salvage(_resolve_database(text(raw.get("database")) or "", path), urls("notify"),
+                   urls("feeds"))
 
 
 def load_config(path: Path | str) -> Config:

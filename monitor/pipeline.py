@@ -164,26 +164,33 @@ def open_config(path: Path | str) -> Config:
     """Load and validate the config; register its secrets for log masking; warn when a file
     holding a token can be read by other users."""
     config = load_config(path)
-    secrets = [s for n in config.notify for s in secrets_of(n.url)]
-    secrets += [s for f in config.feeds for s in secrets_of(f.url, guess=False)]
+    secrets = register_config_secrets([n.url for n in config.notify],
+                                      [f.url for f in config.feeds], config.database)
+    found = os.stat(path)
+    if found.st_mode & (stat.S_IRGRP | stat.S_IROTH):
+        text = Path(path).read_text(encoding="utf-8", errors="replace")
+        if any(secret in text for secret in secrets):
+            log.warning("config %s holds a token and is readable by other users (mode %o): "
+                        "move the token to %s beside it as NAME=value (mode 600) and write "
+                        "${NAME} in its place%s", path, stat.S_IMODE(found.st_mode), ENV_FILE,
+                        # chmod is safe advice only where the owner is the one running it.
+                        ", or chmod 600 it" if found.st_uid == os.geteuid() != 0 else "")
+    return config
+
+
+def register_config_secrets(notify_urls: Sequence[str], feed_urls: Sequence[str],
+                            database: str) -> list[str]:
+    """Register the secrets in a config's URLs for masking in every output; returns them."""
+    secrets = [s for url in notify_urls for s in secrets_of(url)]
+    secrets += [s for url in feed_urls for s in secrets_of(url, guess=False)]
     try:
-        password = make_url(config.database).password if "@" in config.database else None
+        password = make_url(database).password if "@" in database else None
     except (ArgumentError, ValueError):  # the store says what is wrong with the URL
         password = None
     if password:
         secrets.append(str(password))
     register_secrets(secrets)
-    mode = os.stat(path).st_mode
-    if mode & (stat.S_IRGRP | stat.S_IROTH):
-        text = Path(path).read_text(encoding="utf-8", errors="replace")
-        if any(secret in text for secret in secrets):
-            log.warning("config %s holds a token and is readable by other users (mode %o): "
-                        "move the token to %s beside it as NAME=value (mode 600) and write "
-                        "${NAME} in its place%s", path, stat.S_IMODE(mode), ENV_FILE,
-                        # chmod is safe advice only where the owner is the one running it.
-                        ", or chmod 600 it" if os.stat(path).st_uid == os.geteuid() != 0
-                        else "")
-    return config
+    return secrets
 
 
 def _parsers(config: Config) -> ParserPool:
@@ -388,6 +395,7 @@ class _EarlyDelivery:
         self._next: asyncio.Task[None] | None = None
         self._waiting = False  # the next pass has not started: it may still be called off
         self._reports: list[DeliveryReport] = []
+        self._failure: Exception | None = None
 
     def request(self) -> None:
         """Deliver soon: a feed has just queued alerts."""
@@ -399,19 +407,22 @@ class _EarlyDelivery:
         await asyncio.sleep(self.WAIT)
         async with self._lock:
             self._waiting = False
-            await self._pass()
+            try:
+                await self._pass()
+            except Exception as error:  # kept for `finish`: a failed pass fails the cycle
+                self._failure = self._failure or error
 
     async def _pass(self) -> None:
         self._reports.append(await self._rt.deliver(self._now))
 
     async def finish(self) -> DeliveryReport:
         """Call off a pass not started, wait for one under way, make the last one; the
-        cycle's totals."""
-        if self._next is not None:
-            if self._waiting:
-                self._next.cancel()
-            await asyncio.gather(self._next, return_exceptions=True)
+        cycle's totals. An early pass that failed fails the cycle, as the last one would."""
+        if self._next is not None and self._waiting:
+            self._next.cancel()
         async with self._lock:
+            if self._failure is not None:
+                raise self._failure
             await self._pass()
         # Still waiting is what the last pass left; sent and expired add up.
         return DeliveryReport(sum(r.sent for r in self._reports), self._reports[-1].retrying,

@@ -14,9 +14,9 @@ import pytest
 
 from monitor.config import parse_config
 from monitor.delivery.notifier import Target, route
-from monitor.errors import FetchError, ParseError
+from monitor.errors import FetchError, ParseError, StoreError
 from monitor.matching.matcher import compile_watchlists
-from monitor.models import CycleReport, Entry, PollStatus
+from monitor.models import CycleReport, DeliveryReport, Entry, PollStatus
 from monitor.pipeline import Runtime, _eligible, match_entries, open_config, read_feed
 from monitor.storage.store import Store
 from monitor.support.backoff import backoff_delay, feed_backoff
@@ -339,3 +339,30 @@ def test_a_failing_feeds_next_poll_comes_before_its_interval(
         store.close()
     wait = (row.next_poll_at.replace(tzinfo=UTC) - before).total_seconds()
     assert 30 * 0.8 <= wait <= 30 * 1.2 + 5
+
+
+def test_a_failed_early_delivery_fails_the_cycle(
+        tmp_path: Path, feed_server: FeedServer, sink: Sink,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A delivery pass made while a slow feed is still fetched that fails (the database, say)
+    fails the cycle, as the last pass would: it is not dropped because a later pass worked."""
+    release = threading.Event()
+    slow = feed_server.serve("/slow.xml", b"")
+    feed_server.routes["/slow.xml"].handler = held(release, render_feed("english.xml"))
+    fast = feed_server.serve("/ru.xml", render_feed("russian.xml"))
+    config = write_config(tmp_path, [{"url": slow, "name": "slow"}, {"url": fast, "name": "RU"}],
+                          [{"url": sink.url}])
+    calls: list[int] = []
+    real = Runtime.deliver
+
+    async def first_fails(self: Runtime, now: datetime | None = None) -> DeliveryReport:
+        calls.append(1)
+        if len(calls) == 1:
+            release.set()  # the slow feed answers once the early pass has begun
+            raise StoreError("OperationalError: database or disk is full")
+        return await real(self, now)
+
+    monkeypatch.setattr(Runtime, "deliver", first_fails)
+    with pytest.raises(StoreError, match="disk is full"):
+        asyncio.run(_one_cycle(config))
+    assert len(calls) == 1

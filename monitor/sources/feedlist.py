@@ -224,8 +224,7 @@ def _appended(text: str, links: list[FeedLink]) -> str | None:
     if isinstance(node, yaml.ScalarNode) or (isinstance(node, yaml.SequenceNode)
                                              and not node.value):  # `feeds:` or `feeds: []`
         block = "".join("\n" + line for link in links for line in _lines(link, 2, 4))
-        return text[:node.start_mark.index].rstrip(" ") + block.lstrip("\n").join(
-            ["\n", ""]) + text[node.end_mark.index:]
+        return text[:node.start_mark.index].rstrip(" ") + block + text[node.end_mark.index:]
     return None
 
 

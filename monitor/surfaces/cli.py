@@ -29,18 +29,24 @@ from monitor.config import (
     ENV_FILE,
     Config,
     FeedConfig,
-    database_of,
     default_config_path,
     default_database_url,
     line_of,
     parse_duration,
     require_work,
+    salvage,
 )
 from monitor.delivery.notifier import send, targets, url_problem
 from monitor.errors import ConfigError, FetchError, OpmlError, ParseError, StoreError
 from monitor.matching.matcher import compile_watchlists, match_entry
 from monitor.models import PollStatus
-from monitor.pipeline import Runtime, match_entries, open_config, read_feed
+from monitor.pipeline import (
+    Runtime,
+    match_entries,
+    open_config,
+    read_feed,
+    register_config_secrets,
+)
 from monitor.sources.feedlist import (
     MAX_NAME,
     FeedLink,
@@ -444,7 +450,9 @@ def _dispatch(args: argparse.Namespace) -> int:
             raise
         print(f"monitor: config error: {error} (showing the database anyway: every feed it "
               "knows, no targets)", file=sys.stderr)
-        config = Config(database=database_of(path), path=str(path))
+        found = salvage(path)  # its secrets are masked as those of a good config
+        register_config_secrets(found.notify_urls, found.feed_urls, found.database)
+        config = Config(database=found.database, path=str(path))
     return _COMMANDS[args.command](config, path, args)
 
 

@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
@@ -434,13 +435,18 @@ def test_status_and_history_read_the_database_while_the_config_is_broken(
     """A broken config does not hide what happened: `status` and `history` warn with the
     config error and still show the database's feeds, outbox and matches (exit 0)."""
     feeds = [{"url": feed_server.serve("/ru.xml", render_feed("russian.xml")), "name": "RU"}]
+    token = "Brok3nC0nfigT0ken"
     config = write_config(tmp_path, feeds, [{"url": sink.url}])
     assert main(["--config", str(config), "run", "--once"]) == 0
     capsys.readouterr()
-    config.write_text(config.read_text("utf-8") + "\nunknown_key: 1\n", "utf-8")
+    with sqlite3.connect(tmp_path / "monitor.db") as db:  # a stored error quoting the token
+        db.execute("update feeds set last_error = ?", (f"refused bot:{token}@chat",))
+    config.write_text(config.read_text("utf-8") + "\nunknown_key: 1\nnotify:\n  - url: "
+                      f"json://bot:{token}@127.0.0.1:9/x\n", "utf-8")
     assert main(["--config", str(config), "status", "--json"]) == 0
     out, err = capsys.readouterr()
     assert "unknown_key: unknown key" in err and "showing the database anyway" in err
+    assert token not in out + err  # the broken config's secrets are masked all the same
     status = json.loads(out)
     assert [f["name"] for f in status["feeds"]] == ["RU"] and status["outbox"]["sent"] == 1
     assert main(["--config", str(config), "history"]) == 0
