@@ -178,9 +178,9 @@ def _fill(disk: Path) -> Path:
 def test_a_full_disk_turns_healthz_503_with_the_reason_and_back(
         tmp_path: Path, feed_server: FeedServer, sink: Sink) -> None:
     """While the daemon's database is on a full disk, /healthz answers 503 naming the database
-    error, /metrics counts it (errors total, failing gauge 1) and the health target gets one
-    notice; once space is freed the next write turns /healthz back to 200 and the gauge to 0,
-    one notice says so, and the held-up stories alert."""
+    error, /metrics counts it (errors total, failing gauge 1), `status` shows it and the
+    health target gets one notice; once space is freed the next write turns /healthz back to
+    200 and the gauge to 0, one notice says so, and the held-up stories alert."""
     disk = tmp_path / "disk"
     if not _mount_tiny_disk(disk):
         pytest.skip("needs root to mount a 16 MB tmpfs as a full disk")
@@ -204,6 +204,9 @@ def test_a_full_disk_turns_healthz_503_with_the_reason_and_back(
         assert reason.startswith("database failing since ") and "disk is full" in reason
         assert _metric(base, "monitor_database_failing") == 1
         assert _metric(base, "monitor_database_errors_total") >= 1
+        status = subprocess.run([sys.executable, "-m", "monitor", "--config", str(config),
+                                 "status"], capture_output=True, text=True, check=False)
+        assert "healthz: NOT HEALTHY: database failing since" in status.stdout, status.stdout
         filler.unlink()
         _until(lambda: _health(base) == (200, "ok"), "/healthz to recover")
         assert _metric(base, "monitor_database_failing") == 0

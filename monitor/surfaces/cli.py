@@ -16,6 +16,7 @@ import os
 import signal
 import sys
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta
 from importlib import resources
 from pathlib import Path
@@ -63,6 +64,7 @@ from monitor.support.secrets import redact
 from monitor.surfaces.daemon import Daemon
 from monitor.surfaces.report import describe_match, match_record
 from monitor.surfaces.status import (
+    ask_daemon,
     describe_pace,
     find_history,
     gather_status,
@@ -350,6 +352,8 @@ def _status(config: Config, as_json: bool) -> int:
         status = gather_status(config, store)
     finally:
         store.close()
+    if config.http.listen:
+        status = replace(status, daemon=ask_daemon(config.http.listen))
     if as_json:
         print(status_json(status))
     else:

@@ -11,6 +11,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 
+import httpx
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
@@ -27,6 +28,7 @@ from monitor.support.logs import counted, printable
 from monitor.support.secrets import mask_url, redact
 
 ALIVE_SECONDS = 180  # three missed heartbeats
+HEALTH_REPLY_LIMIT = 2048  # bytes of /healthz read: our daemon's reason is one short line
 
 
 @dataclass(frozen=True)
@@ -80,6 +82,16 @@ class WatchlistCounts:
 
 
 @dataclass(frozen=True)
+class DaemonHealth:
+    """What the daemon serving `http.listen` says at /healthz: `healthy` is None when
+    nothing answered there."""
+
+    url: str
+    healthy: bool | None
+    reason: str
+
+
+@dataclass(frozen=True)
 class Status:
     """Everything `monitor status` reports."""
 
@@ -89,6 +101,7 @@ class Status:
     instances: list[InstanceStatus]
     targets: list[TargetStatus] = field(default_factory=list)
     database: str = ""  # the file or the server (password masked) this was read from
+    daemon: DaemonHealth | None = None  # None without `http.listen`
 
 
 def describe_pace(notify: NotifyConfig) -> str:
@@ -170,6 +183,21 @@ def gather_status(config: Config, store: Store) -> Status:
                   str(sqlite_path(store.url) or safe_database_url(store.url)))
 
 
+def ask_daemon(listen: str) -> DaemonHealth:
+    """Ask the daemon listening at `listen` (HOST:PORT) how it is: it alone knows what it met
+    in memory, such as a database that refuses writes while reads still work."""
+    host, _, port = listen.rpartition(":")
+    host = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "[::]": "[::1]"}.get(host, host)  # noqa: S104
+    url = f"http://{host}:{port}/healthz"
+    try:
+        with httpx.stream("GET", url, timeout=3) as reply:
+            body = next(reply.iter_bytes(HEALTH_REPLY_LIMIT), b"")  # the first 2 KB alone
+    except httpx.HTTPError as error:
+        return DaemonHealth(url, None, f"no answer ({type(error).__name__}: {error})")
+    reason = redact(body.decode("utf-8", "replace").strip())
+    return DaemonHealth(url, reply.status_code == 200, reason)
+
+
 def format_time(value: datetime | None) -> str:
     """A UTC time to the minute, or "never"."""
     return value.strftime("%Y-%m-%d %H:%M") if value else "never"
@@ -184,6 +212,11 @@ def status_json(status: Status) -> str:
 def render_status(status: Status, console: Console) -> None:
     """The status as tables."""
     _plain(console, f"database: {status.database}")
+    if status.daemon:
+        health = status.daemon
+        verdict = {True: "healthy", False: "NOT HEALTHY:", None: "not running?"}[health.healthy]
+        _plain(console, f"daemon at {health.url}: {verdict} "
+                        f"{'' if health.healthy else health.reason}".rstrip())
     table = Table(title="feeds (times in UTC)")
     for column in ("feed", "last poll", "outcome", "HTTP", "fails", "last new entry", "seen",
                    "health", "last error"):

@@ -452,3 +452,43 @@ def test_status_and_history_read_the_database_while_the_config_is_broken(
     assert main(["--config", str(config), "history"]) == 0
     assert "Лавров прибыл в Пхеньян" in capsys.readouterr().out
     assert main(["--config", str(config), "check"]) == 2  # the commands that need it still fail
+
+
+def test_status_asks_the_daemon_how_it_is(tmp_path: Path, feed_server: FeedServer,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """With `http.listen` set, `status` shows what the daemon's /healthz says (a refused
+    database write is known only in its memory), or that nothing answered there."""
+    from tests.support.daemons import free_port
+
+    listen = feed_server.base.removeprefix("http://")
+    feed_server.serve("/healthz", b"database failing since 2026-12-05 10:00 UTC: disk full\n",
+                      status=503)
+    config = str(write_config(tmp_path, [], [], http={"listen": listen}))
+    Store(f"sqlite:///{tmp_path / 'monitor.db'}").close()
+    assert main(["--config", config, "status"]) == 0
+    assert (f"daemon at http://{listen}/healthz: NOT HEALTHY: database failing since "
+            "2026-12-05 10:00 UTC: disk full") in capsys.readouterr().out
+    assert main(["--config", config, "status", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["daemon"]["healthy"] is False
+    feed_server.serve("/healthz", b"ok\n")
+    assert main(["--config", config, "status"]) == 0
+    assert f"daemon at http://{listen}/healthz: healthy\n" in capsys.readouterr().out
+    config = str(write_config(tmp_path, [], [], http={"listen": f"0.0.0.0:{free_port()}"}))
+    assert main(["--config", config, "status"]) == 0
+    assert "/healthz: not running? no answer (ConnectError" in capsys.readouterr().out
+
+
+def test_status_prints_a_lying_healthz_reply_as_one_short_plain_line(
+        tmp_path: Path, feed_server: FeedServer, capsys: pytest.CaptureFixture[str]) -> None:
+    """Whatever answers at `http.listen` cannot flood or drive the terminal: its reply is read
+    up to 2 KB and printed without control characters or line breaks."""
+    listen = feed_server.base.removeprefix("http://")
+    feed_server.serve("/healthz", b"\x1b[2J\x1b]0;pwned\x07fake\nline" + b"A" * 10**6, status=500)
+    config = str(write_config(tmp_path, [], [], http={"listen": listen}))
+    Store(f"sqlite:///{tmp_path / 'monitor.db'}").close()
+    assert main(["--config", config, "status"]) == 0
+    out = capsys.readouterr().out
+    (line,) = [x for x in out.splitlines() if x.startswith("daemon at")]
+    assert "\x1b" not in out and "\x07" not in out
+    assert "fake\\nline" in line  # shown escaped, on the one line
+    assert len(line) < 2200 and "NOT HEALTHY:" in line
