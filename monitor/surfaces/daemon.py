@@ -22,6 +22,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.interval import IntervalTrigger
 
 from monitor.config import Config, FeedConfig, require_work
 from monitor.delivery.message import render_note
@@ -36,6 +37,20 @@ from monitor.surfaces.web import WebServer, WebState
 log = logging.getLogger("monitor")
 HEARTBEAT_SECONDS = 60.0
 WATCH_SECONDS = 5.0
+
+
+class PhasedInterval(IntervalTrigger):  # type: ignore[misc]  # apscheduler is untyped
+    """An interval trigger whose runs stay on the grid of its start date. APScheduler's own
+    counts each run from the previous one, so a first run set by `next_run_time` (every feed
+    right after start) would become every feed's phase; and jitter would add up."""
+
+    def get_next_fire_time(self, previous_fire_time: datetime | None,
+                           now: datetime) -> datetime | None:
+        after = max(now, previous_fire_time) if previous_fire_time else now
+        # On the grid, strictly after `after` (plus jitter): never the run just made again.
+        fire: datetime | None = super().get_next_fire_time(None,
+                                                           after + timedelta(milliseconds=1))
+        return fire
 
 
 def _digest(path: Path) -> str | None:
@@ -81,14 +96,16 @@ class Daemon:
         # APScheduler pauses a job given `next_run_time=None`: leave the key out instead.
         when = {"next_run_time": first_run} if first_run else {}
         interval = feed.interval or self.rt.config.poll.interval
-        # After the first run, each feed's polls fall at a random phase of its interval. With
-        # one common phase, instances sharing a database would not split the feeds: every feed
+        # After the first run, each feed's polls fall at a random phase of its interval (the
+        # second between half an interval and one and a half after the first). With one
+        # common phase, instances sharing a database would not split the feeds: every feed
         # goes to the instance whose phase follows the other's lease, so one took them all.
         phase = datetime.now().astimezone() + timedelta(
-            seconds=random.uniform(0, interval))  # noqa: S311
+            seconds=interval * random.uniform(0.5, 1.5))  # noqa: S311
+        trigger = PhasedInterval(seconds=interval, start_date=phase,
+                                 jitter=self.rt.config.poll.jitter)
         self.scheduler.add_job(
-            self._tracked(self._poll_then_deliver(feed)), "interval", seconds=interval,
-            start_date=phase, jitter=self.rt.config.poll.jitter, id=f"feed:{feed.url}",
+            self._tracked(self._poll_then_deliver(feed)), trigger, id=f"feed:{feed.url}",
             name=feed.title, replace_existing=True, **when)
 
     def _schedule(self) -> None:

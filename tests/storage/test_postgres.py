@@ -197,6 +197,47 @@ def test_daemons_share_feeds_and_survive_losing_one(
     _assert_each_story_once(sink, window=1)
 
 
+def test_a_restarted_daemon_gets_its_share_of_the_feeds(
+        tmp_path: Path, feed_server: FeedServer, sink: Sink, pg_url: str) -> None:
+    """A daemon started while another has been polling for a while takes about half of the
+    feeds within a cycle or two (each feed's polls fall at a random phase per instance), not
+    the few a common phase would leave it."""
+    feeds = [{"url": feed_server.serve(f"/share{n}.xml", b'<rss version="2.0"><channel>'
+                                       b"<title>t</title></channel></rss>"), "interval": "3s"}
+             for n in range(80)]
+
+    def config(agent: str) -> Path:
+        (tmp_path / agent).mkdir()
+        return write_config(tmp_path / agent, feeds, [{"url": sink.url}], database=pg_url,
+                            poll={"lease": "3s", "jitter": 0, "parsers": 1,
+                                  "user_agent": agent})
+
+    def polls_by(agent: str, since: int) -> int:
+        return sum(h.get("User-Agent") == agent for _, h in feed_server.requests[since:])
+
+    first = _monitor(config("first"), "run")
+    later: subprocess.Popen[str] | None = None
+    try:
+        _until(lambda: polls_by("first", 0) >= 3 * len(feeds), "three cycles of the first")
+        later = _monitor(config("later"), "run")
+        _until(lambda: polls_by("later", 0), "the later daemon's first poll")
+        start = len(feed_server.requests)
+        _until(lambda: len(feed_server.requests) >= start + 2 * len(feeds), "two more cycles")
+        window = len(feed_server.requests)
+        _until(lambda: len(feed_server.requests) >= window + 2 * len(feeds), "two cycles more")
+        shares = {agent: polls_by(agent, window) for agent in ("first", "later")}
+        # Random phases: each feed goes either way, so 80 feeds split near 40/40; under 20 is
+        # a one-in-a-million draw, while one common phase gave one daemon about 90 %.
+        fair = min(shares.values()) >= sum(shares.values()) / 4
+    finally:
+        logs = []
+        for daemon in (first, later):
+            if daemon is not None:
+                daemon.send_signal(signal.SIGTERM)
+                logs.append(daemon.communicate(timeout=60)[1])
+    assert fair, (shares, [log[-3000:] for log in logs])
+
+
 def test_version_1_postgres_database_is_upgraded_in_place(pg_url: str) -> None:
     """A PostgreSQL database of schema v1 gains the v2 columns and keeps its rows."""
     import psycopg

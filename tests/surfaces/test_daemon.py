@@ -155,20 +155,27 @@ def test_each_feeds_later_polls_fall_at_its_own_phase_of_the_interval(tmp_path: 
     feeds = [{"url": f"https://f{i}.example/feed.xml"} for i in range(100)]
     config = write_config(tmp_path, feeds, [], poll={"interval": "15m"})
 
-    async def phases() -> tuple[list[datetime], list[datetime]]:
+    async def phases() -> tuple[list[datetime], list[datetime], list[datetime]]:
         runtime = Runtime.from_config(open_config(config))
         try:
             daemon = Daemon(runtime, config)
             daemon._schedule()  # the jobs, without starting the scheduler
             jobs = [j for j in daemon.scheduler.get_jobs() if j.id.startswith("feed:")]
-            return [j.next_run_time for j in jobs], [j.trigger.start_date for j in jobs]
+            # When each job runs after its first run, then after that, as the scheduler asks.
+            second = [j.trigger.get_next_fire_time(j.next_run_time, j.next_run_time)
+                      for j in jobs]
+            third = [j.trigger.get_next_fire_time(t, t) for j, t in zip(jobs, second, strict=True)]
+            return [j.next_run_time for j in jobs], second, third
         finally:
             await runtime.close()
 
-    first, later = asyncio.run(phases())
+    first, later, after = asyncio.run(phases())
     assert len(first) == len(later) == 100
     assert (max(first) - min(first)).total_seconds() < 60  # all polled right away
-    offsets = [(t - min(first)).total_seconds() for t in later]
+    assert all(450 <= (b - a).total_seconds() <= 1380 for a, b in zip(first, later, strict=True))
+    # On the grid of its phase: jitter (30 s) does not add up from one run to the next.
+    assert all(870 < (c - b).total_seconds() < 930 for b, c in zip(later, after, strict=True))
+    offsets = [(t - min(first)).total_seconds() % 900 for t in later]
     thirds = [sum(1 for o in offsets if k * 300 <= o < (k + 1) * 300) for k in range(3)]
     # Uniform phases put about 33 feeds in each third of the 15 minutes; one common
     # phase would put all 100 in one (a random split falls under 15 about once in 10^5 runs).
