@@ -5,11 +5,11 @@ surfaces (command line, daemon, HTTP endpoint) drive it. Layers, lowest first: a
 only from its own layer or lower ones (tests/test_architecture.py checks it from the imports).
 
     1. vocabulary      errors, models, support.*
-    2. pure stages     matching.*, sources.parser, sources.workers, delivery.templates,
-                       delivery.message, delivery.schedule
+    2. pure stages     matching.*, sources.parser, sources.workers, sources.cadence,
+                       delivery.templates, delivery.message, delivery.schedule
     3. configuration   config
     4. I/O stages      sources.fetcher, sources.feedlist, storage.*, delivery.notifier
-    5. store users     delivery.outbox, health
+    5. store users     delivery.outbox, health, pace
     6. wiring          pipeline
     7. surfaces        surfaces.*, __main__
 """

@@ -92,7 +92,19 @@ def parse_size(value: Any) -> int:
     return size
 
 
+def parse_interval(value: Any) -> float | Literal["auto"]:
+    """`auto`, or a duration of at least `MIN_FEED_INTERVAL`."""
+    if isinstance(value, str) and value.strip().lower() == "auto":
+        return "auto"
+    seconds = parse_duration(value)
+    if seconds < MIN_FEED_INTERVAL:
+        raise ValueError(f"should be auto or at least {format_duration(MIN_FEED_INTERVAL)} "
+                         f"(got {format_duration(seconds)})")
+    return seconds
+
+
 Duration = Annotated[float, BeforeValidator(parse_duration)]
+PollInterval = Annotated[float | Literal["auto"], BeforeValidator(parse_interval)]
 Size = Annotated[int, BeforeValidator(parse_size)]
 
 
@@ -216,7 +228,11 @@ class NotifyConfig(StrictModel):
 class PollConfig(StrictModel):
     """How feeds are fetched and what counts as news."""
 
-    interval: Duration = Field(default=900.0, ge=MIN_FEED_INTERVAL)
+    # `auto`: each feed's interval follows its publishing rate, within these bounds.
+    interval: PollInterval = "auto"
+    min_interval: Duration = Field(default=120.0, ge=1)
+    max_interval: Duration = Field(default=3600.0, ge=1)
+    after_alert: Duration = 3600.0  # feeds that carry an alerted watchlist: at the minimum
     jitter: Duration = 30.0
     timeout: Duration = Field(default=30.0, gt=0)
     connect_timeout: Duration = Field(default=10.0, gt=0)
@@ -231,6 +247,13 @@ class PollConfig(StrictModel):
     backfill: Duration = 6 * 3600.0
     max_age: Duration = 7 * 86400.0
     user_agent: str | None = None
+
+    @model_validator(mode="after")
+    def _bounds_in_order(self) -> PollConfig:
+        if self.min_interval > self.max_interval:
+            raise ValueError(f"min_interval ({format_duration(self.min_interval)}) is longer "
+                             f"than max_interval ({format_duration(self.max_interval)})")
+        return self
 
 
 class DeliveryConfig(StrictModel):

@@ -209,6 +209,7 @@ class PollReport:
     matched: int = 0
     queued: int = 0
     error: str | None = None
+    boosted: tuple[str, ...] = ()  # feeds (URLs) put at the minimum interval by its alerts
 
 
 @dataclass(frozen=True)

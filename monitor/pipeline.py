@@ -16,7 +16,7 @@ import logging
 import os
 import stat
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -48,6 +48,8 @@ from monitor.models import (
     Seen,
     Unchanged,
 )
+from monitor.pace import adaptive, boost_carriers, feed_interval, learn_pace, pace_of
+from monitor.sources.cadence import Cadence, Pace
 from monitor.sources.fetcher import Fetcher
 from monitor.sources.parser import ParsedFeed, parse_feed
 from monitor.sources.workers import ParserPool
@@ -86,6 +88,8 @@ class Runtime:
     # Polls under way at once: fetching, or waiting for a parser or the database. Twice the
     # fetch concurrency keeps the parsers fed while fetches continue.
     in_flight: asyncio.Semaphore = field(init=False)
+    # Each feed's pace as last read from or written to its row (see `pace`).
+    paces: dict[str, Pace] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.claims = Coalescer(self.store.feeds.lease)
@@ -105,7 +109,12 @@ class Runtime:
         store.instances.heartbeat(OWNER, HOST, os.getpid(), __version__)
         return cls(config=config, store=store, fetcher=fetcher or Fetcher(config.poll),
                    parsers=_parsers(config), watchlists=compile_watchlists(config),
-                   targets=targets(config))
+                   targets=targets(config),
+                   paces={row.url: pace_of(row) for row in store.feeds.all()})
+
+    def interval_of(self, feed: FeedConfig) -> Cadence:
+        """How often `feed` is polled now, and why (see `pace`)."""
+        return feed_interval(feed, self.config, self.paces.get(feed.url, Pace()), utcnow())
 
     def reconfigure(self, config: Config) -> None:
         """Apply a reloaded config. A new `poll` section gets a new fetcher and parser pool;
@@ -236,7 +245,7 @@ def _fail(rt: Runtime, feed: FeedConfig, row: FeedRow, failure: Failure, release
           status: PollStatus = PollStatus.ERROR) -> PollReport:
     assert row.id is not None
     failures = row.consecutive_failures + 1
-    when = retry_at(failures, *feed_backoff(feed.interval or rt.config.poll.interval))
+    when = retry_at(failures, *feed_backoff(rt.interval_of(feed).seconds))
     if failure.retry_after:
         when = max(when, utcnow() + timedelta(seconds=min(failure.retry_after, 86400)))
     rt.store.feeds.record_failure(row.id, failure, when, release)
@@ -261,7 +270,8 @@ async def poll(feed: FeedConfig, rt: Runtime, force: bool = False) -> PollReport
                                                not force))
             if row is None or row.id is None:
                 return await asyncio.to_thread(_skipped, rt, feed)
-            hold = (feed.interval or rt.config.poll.interval) * rt.hold_fraction
+            rt.paces[feed.url] = pace_of(row)
+            hold = rt.interval_of(feed).seconds * rt.hold_fraction
             release = LeaseEnd(OWNER, utcnow() + timedelta(seconds=hold))
             try:
                 return await _poll(feed, rt, row, release)
@@ -281,6 +291,7 @@ async def poll(feed: FeedConfig, rt: Runtime, force: bool = False) -> PollReport
 
 def _skipped(rt: Runtime, feed: FeedConfig) -> PollReport:
     row = rt.store.feeds.get(feed.url)
+    rt.paces[feed.url] = pace_of(row)  # as the instance that polls it learned it
     if row.next_poll_at and row.next_poll_at > utcnow():
         return PollReport(feed.title, PollStatus.BACKING_OFF, error=row.last_error)
     return PollReport(feed.title, PollStatus.LEASED, error=f"polled by {row.lease_owner}")
@@ -310,8 +321,8 @@ async def _poll(feed: FeedConfig, rt: Runtime, row: FeedRow, release: LeaseEnd) 
     for reason in parsed.skipped[:MAX_SKIPPED_LOGGED]:
         log.warning("feed %s: %s", feed.title, reason)
     # Dedupe, match and record in a thread: the event loop keeps fetching meanwhile.
-    items, queued = await asyncio.to_thread(_record, rt, row, fetch, body_hash, parsed,
-                                            feed=feed, release=release)
+    items, queued, boosted = await asyncio.to_thread(_record, rt, row, fetch, body_hash,
+                                                     parsed, feed=feed, release=release)
     matched = sum(1 for item in items if item.matches)
     metrics.ENTRIES.inc(len(items))
     for match in (m for item in items for m in item.matches):
@@ -319,12 +330,13 @@ async def _poll(feed: FeedConfig, rt: Runtime, row: FeedRow, release: LeaseEnd) 
     log.info("feed %s: %s, %d new, %d matched, %s queued", feed.title,
              counted(len(parsed.entries), "entry", "entries"), len(items), matched,
              counted(queued, "alert"))
-    return PollReport(feed.title, PollStatus.OK, new=len(items), matched=matched, queued=queued)
+    return PollReport(feed.title, PollStatus.OK, new=len(items), matched=matched, queued=queued,
+                      boosted=boosted)
 
 
 def _record(rt: Runtime, row: FeedRow, fetch: FetchResult, body_hash: str | None,
             parsed: ParsedFeed, *, feed: FeedConfig, release: LeaseEnd
-            ) -> tuple[list[Seen], int]:
+            ) -> tuple[list[Seen], int, tuple[str, ...]]:
     assert row.id is not None
     entries = parsed.entries
     unseen = rt.store.entries.unseen(row.id, entries)
@@ -334,7 +346,14 @@ def _record(rt: Runtime, row: FeedRow, fetch: FetchResult, body_hash: str | None
                                           outlet=parsed.title)
     if any(t.updates for t in rt.targets):
         queued += _note_updates(rt.store, rt.targets, row.id, entries)
-    return items, queued
+    now = utcnow()
+    if adaptive(feed, rt.config):
+        rt.paces[feed.url] = learn_pace(rt.store, rt.config, row, fetch, parsed, now=now)
+    alerted = sorted({m.watchlist for item in items if item.drafts for m in item.matches})
+    boosted = boost_carriers(rt.store, rt.config, alerted, now)
+    for url, until in boosted.items():
+        rt.paces[url] = replace(rt.paces.get(url, Pace()), boost_until=until)
+    return items, queued, tuple(boosted)
 
 
 def _note_updates(store: Store, targets: Sequence[Target], feed_id: int,

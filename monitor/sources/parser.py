@@ -27,6 +27,7 @@ from urllib.parse import urljoin, urlsplit
 import feedparser
 
 from monitor.models import Entry
+from monitor.sources.cadence import document_hint
 
 T = TypeVar("T")
 MAX_TITLE = 1_000
@@ -62,6 +63,7 @@ class ParsedFeed:
     error: str | None = None
     warning: str | None = None
     skipped: tuple[str, ...] = ()  # why each unreadable entry was left out
+    refresh_hint: float | None = None  # seconds between updates the document announces
 
 
 def clean(text: str) -> str:
@@ -281,4 +283,13 @@ def parse_feed(body: bytes, feed_url: str, feed_name: str = "",
     entries, skipped = _each(items, lambda item: _entry_from_feedparser(
         item, feed_url, _outlet(feed_name, title, feed_url), language))
     warning = _describe_bozo(parsed.get("bozo_exception")) if parsed.get("bozo") else None
-    return ParsedFeed(entries=entries, title=title, warning=warning, skipped=skipped)
+    hint = document_hint(_text_of(feed_info.get("ttl")),
+                         _text_of(feed_info.get("sy_updateperiod")),
+                         _text_of(feed_info.get("sy_updatefrequency")))
+    return ParsedFeed(entries=entries, title=title, warning=warning, skipped=skipped,
+                      refresh_hint=hint)
+
+
+def _text_of(value: Any) -> str | None:
+    """A short element's text, or None for anything else a hostile document put there."""
+    return value[:32] if isinstance(value, str) else None

@@ -40,6 +40,8 @@ _MIGRATIONS: dict[int, list[tuple[type[SQLModel], str]]] = {
     2: [(Delivery, "kind"), (Delivery, "fields"), (Delivery, "held"), (EntryRow, "revised_at")],
     3: [(FeedRow, "outlet")],
     4: [(EntryRow, "explained")],
+    5: [(FeedRow, "cadence"), (FeedRow, "cadence_reason"), (FeedRow, "cadence_hint"),
+        (FeedRow, "boost_until")],
 }
 
 

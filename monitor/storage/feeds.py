@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -20,6 +21,7 @@ from monitor.models import (
     LeaseRequest,
     Unchanged,
 )
+from monitor.sources.cadence import Cadence
 from monitor.storage.database import IN_BATCH, Database, insert_new_rows
 from monitor.storage.tables import Delivery, EntryRow, FeedRow, utcnow
 from monitor.support.secrets import mask_url
@@ -188,6 +190,30 @@ class Feeds:
                 session.add(Delivery(entry_id=None, target=notice.target,
                                      target_name=notice.target_name, watchlists="",
                                      title=notice.title, body=notice.body, kind=notice.kind))
+
+    def set_pace(self, feed_id: int, cadence: Cadence, hint: float | None) -> None:
+        """Keep the interval learned for a feed, why, and what its server asks for."""
+        with self.db.transaction() as session:
+            session.execute(update(FeedRow).where(col(FeedRow.id) == feed_id).values(
+                cadence=cadence.seconds, cadence_reason=cadence.reason[:300], cadence_hint=hint))
+
+    def boost(self, watchlists: Sequence[str], until: datetime, since: datetime) -> list[str]:
+        """Poll at the minimum until `until` every feed that matched one of `watchlists`
+        since `since`; their URLs."""
+        carried = or_(*(col(EntryRow.matched).contains(json.dumps(name)) for name in watchlists))
+        with self.db.transaction() as session:
+            feeds = select(EntryRow.feed_id).where(carried, col(EntryRow.seen_at) >= since)
+            rows = session.execute(update(FEEDS).where(FEEDS.c.id.in_(feeds.distinct()))
+                                   .values(boost_until=until).returning(FEEDS.c.url))
+            return [str(url) for url, in rows]
+
+    def seen_times(self, feed_id: int, since: datetime) -> list[datetime]:
+        """When polls brought the feed new entries since `since` (at most 500 such times)."""
+        with self.db.transaction() as session:
+            return list(session.exec(
+                select(EntryRow.seen_at).distinct()
+                .where(EntryRow.feed_id == feed_id, col(EntryRow.seen_at) >= since)
+                .order_by(col(EntryRow.seen_at).desc()).limit(500)))
 
     def cadence(self, feed_id: int, since: datetime) -> float | None:
         """Average seconds between the polls that brought a feed new entries since `since`."""

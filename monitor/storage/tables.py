@@ -12,7 +12,7 @@ from enum import StrEnum
 from sqlalchemy import Column, Index, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 
 def utcnow() -> datetime:
@@ -62,6 +62,12 @@ class FeedRow(SQLModel, table=True):
     # Which instance polls the feed (host:pid) and until when; an expired lease is free.
     lease_owner: str | None = Field(default=None, max_length=128)
     lease_until: datetime | None = None
+    # With `poll.interval: auto`: the interval learned from the feed's publishing rate and
+    # why, the interval its server asks for, and until when an alert keeps it at the minimum.
+    cadence: float | None = None
+    cadence_reason: str | None = Field(default=None, max_length=300)
+    cadence_hint: float | None = None
+    boost_until: datetime | None = None
 
 
 class InstanceRow(SQLModel, table=True):

@@ -17,7 +17,7 @@ import hashlib
 import logging
 import random
 import signal
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -30,6 +30,7 @@ from monitor.delivery.notifier import send
 from monitor.errors import ConfigError, StoreError
 from monitor.health import database_notice
 from monitor.pipeline import GRACE_SECONDS, Runtime, open_config
+from monitor.sources.cadence import describe_seconds
 from monitor.storage.database import DatabaseFault
 from monitor.surfaces import sdnotify
 from monitor.surfaces.web import WebServer, WebState
@@ -95,18 +96,33 @@ class Daemon:
     def _feed_job(self, feed: FeedConfig, first_run: datetime | None) -> None:
         # APScheduler pauses a job given `next_run_time=None`: leave the key out instead.
         when = {"next_run_time": first_run} if first_run else {}
-        interval = feed.interval or self.rt.config.poll.interval
-        # After the first run, each feed's polls fall at a random phase of its interval (the
-        # second between half an interval and one and a half after the first). With one
-        # common phase, instances sharing a database would not split the feeds: every feed
-        # goes to the instance whose phase follows the other's lease, so one took them all.
+        self.scheduler.add_job(
+            self._tracked(self._poll_then_deliver(feed)), self._trigger(feed),
+            id=f"feed:{feed.url}", name=feed.title, replace_existing=True, **when)
+
+    def _trigger(self, feed: FeedConfig) -> PhasedInterval:
+        interval = self.rt.interval_of(feed).seconds
+        # Each feed's polls fall at a random phase of its interval (the next between half an
+        # interval and one and a half from now). With one common phase, instances sharing a
+        # database would not split the feeds: every feed goes to the instance whose phase
+        # follows the other's lease, so one took them all.
         phase = datetime.now().astimezone() + timedelta(
             seconds=interval * random.uniform(0.5, 1.5))  # noqa: S311
-        trigger = PhasedInterval(seconds=interval, start_date=phase,
-                                 jitter=self.rt.config.poll.jitter)
-        self.scheduler.add_job(
-            self._tracked(self._poll_then_deliver(feed)), trigger, id=f"feed:{feed.url}",
-            name=feed.title, replace_existing=True, **when)
+        return PhasedInterval(seconds=interval, start_date=phase,
+                              jitter=self.rt.config.poll.jitter)
+
+    def _follow_pace(self, urls: Sequence[str]) -> None:
+        """Reschedule the feeds among `urls` whose interval moved by more than a tenth."""
+        feeds = {feed.url: feed for feed in self.rt.config.feeds}
+        for url in urls:
+            job = self.scheduler.get_job(f"feed:{url}")
+            if job is None or url not in feeds:
+                continue
+            interval = self.rt.interval_of(feeds[url])
+            if abs(interval.seconds - job.trigger.interval_length) > interval.seconds / 10:
+                log.info("feed %s: polled every %s from now on: %s", feeds[url].title,
+                         describe_seconds(interval.seconds), interval.reason)
+                job.reschedule(self._trigger(feeds[url]))
 
     def _schedule(self) -> None:
         start = datetime.now().astimezone()
@@ -131,6 +147,7 @@ class Daemon:
     def _poll_then_deliver(self, feed: FeedConfig) -> Callable[[], Awaitable[object]]:
         async def work() -> None:
             report = await self.rt.poll(feed)
+            self._follow_pace([feed.url, *report.boosted])
             if report.queued:
                 await self.rt.deliver()
         return work

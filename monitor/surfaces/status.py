@@ -19,6 +19,8 @@ from rich.text import Text
 from monitor.config import Config, NotifyConfig, format_duration
 from monitor.delivery.notifier import targets
 from monitor.models import MatchState
+from monitor.pace import feed_interval, pace_of
+from monitor.sources.cadence import Cadence, describe_seconds
 from monitor.storage.database import safe_database_url, sqlite_path
 from monitor.storage.entries import match_state
 from monitor.storage.store import Store
@@ -46,6 +48,8 @@ class FeedStatus:
     health: str
     last_error: str | None
     polled_by: str | None
+    every: float | None = None  # seconds between polls now (None: not in the config)
+    every_why: str = ""
 
 
 @dataclass(frozen=True)
@@ -159,10 +163,12 @@ def gather_status(config: Config, store: Store) -> Status:
     # A config without feeds (or one too broken to read) shows every feed the database knows.
     rows = [r for r in store.feeds.all() if not configured or r.url in configured]
     held = {r.url: r.lease_owner for r in rows if r.lease_until and r.lease_until > now}
+    paces = {f.url: feed_interval(f, config, pace_of(r), now)
+             for f in config.feeds for r in rows if r.url == f.url}
     feeds = [FeedStatus(redact(r.name), mask_url(r.url), r.last_poll_at, r.last_status,
                         r.http_status, r.consecutive_failures, r.last_new_entry_at,
                         r.entries_seen, r.health, redact(r.last_error) if r.last_error else None,
-                        held.get(r.url)) for r in rows]
+                        held.get(r.url), *_every(paces.get(r.url))) for r in rows]
     counts = {w.name: WatchlistCounts() for w in config.watchlists}
     for entry, _ in store.entries.matches_since(now - timedelta(days=7)):
         today, alerted = entry.seen_at >= now - timedelta(days=1), entry.alerted
@@ -198,6 +204,10 @@ def ask_daemon(listen: str) -> DaemonHealth:
     return DaemonHealth(url, reply.status_code == 200, reason)
 
 
+def _every(cadence: Cadence | None) -> tuple[float | None, str]:
+    return (cadence.seconds, cadence.reason) if cadence else (None, "")
+
+
 def format_time(value: datetime | None) -> str:
     """A UTC time to the minute, or "never"."""
     return value.strftime("%Y-%m-%d %H:%M") if value else "never"
@@ -219,13 +229,14 @@ def render_status(status: Status, console: Console) -> None:
                         f"{'' if health.healthy else health.reason}".rstrip())
     table = Table(title="feeds (times in UTC)")
     for column in ("feed", "last poll", "outcome", "HTTP", "fails", "last new entry", "seen",
-                   "health", "last error"):
+                   "health", "every", "why", "last error"):
         table.add_column(column, overflow="fold")
     for feed in status.feeds:
         style = "red" if feed.health == "failing" else "yellow" if feed.failures else ""
         cells = (feed.name, format_time(feed.last_poll), describe_outcome(feed.outcome),
                  str(feed.http_status or "-"), str(feed.failures),
                  format_time(feed.last_new_entry), str(feed.entries_seen), feed.health,
+                 describe_seconds(feed.every) if feed.every else "-", feed.every_why,
                  (feed.last_error or "")[:80])
         table.add_row(*(Text(printable(cell)) for cell in cells), style=style)
     console.print(table)
