@@ -124,6 +124,7 @@ class _Watchlist:
     ignore: str | None
     lists_of: tuple[str, ...] = ()
     lists_min: int = 3
+    pairs_with: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -276,6 +277,8 @@ def _compile_watchlist(index: int, spec: WatchlistConfig, builder: _Builder,
         none=_resolve(spec.none, local, known, (*loc, "none")), ignore=ignore,
         lists_of=_resolve(lists.of, local, known, (*loc, "lists", "of")) if lists else (),
         lists_min=lists.min_items if lists else 3,
+        pairs_with=frozenset(_resolve(lists.pairs_with, local, known, (*loc, "lists", "pairs_with"))
+                             if lists else ()),
     )
 
 
@@ -489,8 +492,17 @@ def _is_list_gap(gap: str) -> bool:
     return bool(words) or _LIST_PUNCTUATION.search(folded) is not None
 
 
-def _listed(hits: Sequence[Hit], text: _Text, minimum: int) -> set[Hit]:
-    """Hits that stand in an enumeration of at least `minimum` names."""
+def _is_joint(run: list[list[Hit]], pairs_with: frozenset[str]) -> bool:
+    """Whether `run` is two names of which exactly one is of a `pairs_with` entity."""
+    if len(run) != 2:
+        return False
+    paired = [any(h.entity in pairs_with for h in item) for item in run]
+    return paired[0] != paired[1]
+
+
+def _listed(hits: Sequence[Hit], text: _Text, minimum: int,
+            pairs_with: frozenset[str] = frozenset()) -> set[Hit]:
+    """Hits that stand in an enumeration of at least `minimum` names, or in a joint pair."""
     items: list[list[Hit]] = []  # overlapping hits ("North Korea" / "Korea") form one item
     for hit in sorted(hits, key=lambda h: (h.start, -h.end)):
         if items and hit.start < max(h.end for h in items[-1]):
@@ -505,8 +517,9 @@ def _listed(hits: Sequence[Hit], text: _Text, minimum: int) -> set[Hit]:
             if _is_list_gap(gap):
                 run.append(item)
                 continue
-        if len(run) >= minimum or (len(run) == minimum - 1 >= 2 and _OTHERS.match(
-                text.display, max(h.end for h in run[-1]))):
+        if len(run) >= minimum or _is_joint(run, pairs_with) or (
+                len(run) == minimum - 1 >= 2 and _OTHERS.match(
+                    text.display, max(h.end for h in run[-1]))):
             listed.update(h for group in run for h in group)
         run = [item] if item else []
     return listed
@@ -529,7 +542,7 @@ def _judge(watchlist: _Watchlist, hits: list[Hit], text: _Text, starts: dict[Hit
     own = [h for h in hits if h.field in watchlist.fields and h.entity != watchlist.ignore]
     if watchlist.lists_of:  # before `ignore`, so "Belarus" counts as an item though it hides "Rus"
         listed = _listed([h for h in own if h.entity in watchlist.lists_of], text,
-                         watchlist.lists_min)
+                         watchlist.lists_min, watchlist.pairs_with)
         own = [h for h in own if h not in listed]
     own = [h for h in own if not any(i.start <= h.start and h.end <= i.end for i in ignored)]
     if any(h.entity in watchlist.none for h in own):

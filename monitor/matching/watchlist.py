@@ -49,6 +49,9 @@ class ListsConfig(StrictModel):
 
     of: tuple[str, ...] = Field(min_length=1)
     min_items: int = Field(default=3, ge=2)
+    # Two names, one of them of these entities ("China and Russia", "中俄"), are a joint
+    # party, not two parties to a relation: neither counts either.
+    pairs_with: tuple[str, ...] = ()
 
 
 class WatchlistConfig(StrictModel):

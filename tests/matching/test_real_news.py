@@ -15,9 +15,9 @@ from tests.support.project import DATA as TESTS_DATA
 from tests.support.project import ROOT, corpus_as_feed
 
 DATA = TESTS_DATA / "real_news"
-# Overall floors. The dev part was used to tune the watchlist; the holdout part was not, and
-# its floor is where it stood when the set was made (P 0.945, R 0.966): it catches regressions.
-FLOORS = {"dev": (0.97, 0.97), "holdout": (0.94, 0.96)}
+# Overall floors: the issue's 0.97. The dev part (parts a-d) was used to tune the watchlist; the
+# holdout part (parts e-g) was not, and scored P 1.000, R 1.000 when it arrived.
+FLOORS = {"dev": (0.97, 0.97), "holdout": (0.97, 0.97)}
 
 
 def _rows(split: str) -> list[dict[str, Any]]:
@@ -31,12 +31,13 @@ def _score(tp: int, fp: int, fn: int) -> tuple[float, float]:
 
 
 def test_the_set_covers_every_language_with_both_labels() -> None:
-    """At least 500 items, each of the 14 languages with positives and negatives in both parts."""
+    """At least 900 items, each of the 14 languages with positives and negatives in both parts,
+    Polish and Italian in the unseen part."""
     rows = _rows("dev") + _rows("holdout")
-    assert len(rows) >= 500
+    assert len(rows) >= 900
     for lang in ("en", "ru", "uk", "ko", "ja", "zh", "id", "de", "fr", "es", "pt", "tr", "vi",
-                 "ar"):
-        for split in FLOORS:
+                 "ar", "pl", "it"):
+        for split in FLOORS if lang not in ("pl", "it") else ["holdout"]:
             labels = {r["label"] for r in rows if r["lang"] == lang and r["split"] == split}
             assert labels == {True, False}, (lang, split)
 
