@@ -111,6 +111,7 @@ class _Rule:
     any: tuple[str, ...]
     none: tuple[str, ...]
     within: str | int | None
+    fields: frozenset[str] = frozenset()  # empty: every field
 
 
 @dataclass(frozen=True)
@@ -268,7 +269,8 @@ def _compile_watchlist(index: int, spec: WatchlistConfig, builder: _Builder,
         here = (*loc, "rules", number)
         return _Rule(all=_resolve(rule.all, local, known, (*here, "all")),
                      any=_resolve(rule.any, local, known, (*here, "any")),
-                     none=_resolve(rule.none, local, known, (*here, "none")), within=rule.within)
+                     none=_resolve(rule.none, local, known, (*here, "none")), within=rule.within,
+                     fields=frozenset(rule.fields))
 
     lists = spec.lists
     return _Watchlist(
@@ -437,6 +439,8 @@ def _satisfying(hits: Sequence[Hit], rule: _Rule, place: dict[Hit, int],
 
 def _holds(rule: _Rule, hits: Sequence[Hit], text: _Text,
            folded_start: dict[Hit, int]) -> list[Hit] | None:
+    if rule.fields:
+        hits = [hit for hit in hits if hit.field in rule.fields]
     entities = {hit.entity for hit in hits}
     if any(e in entities for e in rule.none) or not all(e in entities for e in rule.all):
         return None

@@ -22,12 +22,15 @@ class StrictModel(BaseModel):
 
 
 class RuleConfig(StrictModel):
-    """all of / any of / none of, over entity names, optionally within a sentence or N words."""
+    """all of / any of / none of, over entity names, optionally within a sentence or N words
+    and only in some fields."""
 
     all: tuple[str, ...] = ()
     any: tuple[str, ...] = ()
     none: tuple[str, ...] = ()
     within: Literal["sentence"] | Annotated[int, Field(ge=1)] | None = None
+    # Only hits in these fields count for this rule (all the watchlist's fields when empty).
+    fields: tuple[Literal["title", "summary", "content"], ...] = ()
 
     @field_validator("within", mode="before")
     @classmethod
