@@ -244,6 +244,7 @@ class PollConfig(StrictModel):
     parsers: int = Field(default=0, ge=0, le=64)
     parse_timeout: Duration = Field(default=20.0, gt=0)
     parse_memory: Size = 512 * 1024**2
+    parse_idle: Duration = Field(default=60.0, gt=0)  # a parser process without work exits
     backfill: Duration = 6 * 3600.0
     max_age: Duration = 7 * 86400.0
     user_agent: str | None = None

@@ -204,7 +204,8 @@ def register_config_secrets(notify_urls: Sequence[str], feed_urls: Sequence[str]
 
 def _parsers(config: Config) -> ParserPool:
     poll_config = config.poll
-    return ParserPool(poll_config.parsers, poll_config.parse_timeout, poll_config.parse_memory)
+    return ParserPool(poll_config.parsers, poll_config.parse_timeout, poll_config.parse_memory,
+                      idle_after=poll_config.parse_idle)
 
 
 def _eligible(entry: Entry, first_poll: bool, config: Config, now: datetime) -> bool:

@@ -4,7 +4,8 @@ feedparser is pure Python and holds the GIL, so parsing in threads gains nothing
 processes sized to the cores runs parses in parallel. It is also the one bound that holds for
 any input: a document that makes feedparser run too long (a million-deep nesting) or grow too
 large costs one worker, which is killed and replaced, and the feed gets a clear error. Workers
-are recycled after a number of parses, so memory fragmentation cannot accumulate.
+are recycled after a number of parses, so memory fragmentation cannot accumulate, and exit
+after a minute without work, so an idle daemon is a single process.
 """
 
 from __future__ import annotations
@@ -15,7 +16,10 @@ import logging
 import multiprocessing
 import os
 import resource
+import threading
+import time
 from collections.abc import Callable, Mapping
+from multiprocessing import resource_tracker
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -23,6 +27,7 @@ from monitor.sources.parser import ParsedFeed, parse_feed
 
 log = logging.getLogger("monitor")
 RECYCLE_AFTER = 500
+IDLE_EXIT = 60.0  # seconds a worker waits for work before it exits
 _Request = tuple[bytes, str, str, dict[str, str]]
 
 
@@ -60,6 +65,7 @@ class _Worker:
         self.process.start()
         child.close()
         self.jobs = 0
+        self.last_used = time.monotonic()
 
     def call(self, request: _Request, timeout: float) -> ParsedFeed | None:
         """Parse in the worker; None when it did not answer in time or died."""
@@ -83,6 +89,11 @@ class _Worker:
             self.process.join(timeout=1)
         self.connection.close()
 
+    def reap(self) -> None:
+        """Wait for a killed worker's exit (off the event loop) and close its pipe."""
+        self.process.join(timeout=5)
+        self.connection.close()
+
     def kill(self) -> None:
         """End a worker that overran its deadline."""
         self.process.kill()
@@ -90,31 +101,45 @@ class _Worker:
         self.connection.close()
 
 
+def _stop_resource_tracker() -> None:
+    """Stop the helper process that spawn starts beside its children: our workers share no
+    semaphore or memory for it to track, and spawn starts it again with the next worker.
+    (A private API, looked up so that its absence only leaves the helper running.)"""
+    stop = getattr(resource_tracker._resource_tracker, "_stop", None)
+    if stop is not None:
+        with contextlib.suppress(Exception):
+            stop()
+
+
 class ParserPool:
-    """A pool of parser processes used from asyncio code; workers start on first use."""
+    """A pool of parser processes used from asyncio code. Workers start on demand and exit
+    after `idle_after` seconds without work, so between polls the daemon is one process."""
 
     def __init__(self, size: int = 0, timeout: float = 20.0, memory_limit: int = 0,
-                 parse: Callable[..., ParsedFeed] = parse_feed):
+                 parse: Callable[..., ParsedFeed] = parse_feed, idle_after: float = IDLE_EXIT):
         self.size = size or os.cpu_count() or 1
         self.timeout, self.memory_limit, self._parse = timeout, memory_limit, parse
-        self._context = multiprocessing.get_context("forkserver")
-        self._context.set_forkserver_preload(["monitor.sources.parser"])
-        self._idle: asyncio.Queue[_Worker | None] | None = None
+        self.idle_after = idle_after
+        # spawn, not fork (the daemon has threads) nor forkserver (whose server process would
+        # stay resident between polls); a worker starts in about 0.2 s.
+        self._context = multiprocessing.get_context("spawn")
+        self._slots: asyncio.Semaphore | None = None
+        self._idle: list[_Worker] = []  # most recently used last
         self._workers: set[_Worker] = set()
+        self._reaper: asyncio.TimerHandle | None = None
 
-    def _queue(self) -> asyncio.Queue[_Worker | None]:
-        if self._idle is None:
-            self._idle = asyncio.Queue()
-            for _ in range(self.size):
-                self._idle.put_nowait(None)
-        return self._idle
+    @property
+    def running(self) -> int:
+        """Worker processes alive now."""
+        return len(self._workers)
 
     async def parse(self, body: bytes, url: str, name: str = "",
                     headers: Mapping[str, str] | None = None) -> ParsedFeed:
         """Parse `body` in a worker; a clear error when the worker overran or died."""
-        idle = self._queue()
-        worker = await idle.get()
-        try:
+        if self._slots is None:
+            self._slots = asyncio.Semaphore(self.size)
+        async with self._slots:
+            worker = self._idle.pop() if self._idle else None
             if worker is None:
                 worker = await asyncio.to_thread(_Worker, self._context, self.memory_limit,
                                                  self._parse)
@@ -124,16 +149,35 @@ class ParserPool:
             if result is None:
                 alive = worker.process.is_alive()
                 self._retire(worker, kill=True)
-                worker = None
                 reason = (f"parsing took longer than {self.timeout:g}s" if alive
                           else "the parser process died (out of memory?)")
                 return ParsedFeed(error=reason)
             if worker.jobs >= RECYCLE_AFTER:
                 self._retire(worker, kill=False)
-                worker = None
+            else:
+                worker.last_used = time.monotonic()
+                self._idle.append(worker)
+                self._arm_reaper()
             return result
-        finally:
-            idle.put_nowait(worker)
+
+    def _arm_reaper(self) -> None:
+        """Wake when the longest-idle worker's time is up."""
+        if self._reaper is None and self._idle:
+            due = min(w.last_used for w in self._idle) + self.idle_after - time.monotonic()
+            self._reaper = asyncio.get_running_loop().call_later(max(0.0, due), self._reap)
+
+    def _reap(self) -> None:
+        """Stop the workers idle for `idle_after`; look again while any is left."""
+        self._reaper = None
+        now = time.monotonic()
+        for worker in [w for w in self._idle if now - w.last_used >= self.idle_after]:
+            self._idle.remove(worker)
+            self._workers.discard(worker)
+            worker.process.kill()  # idle, between requests: nothing is lost
+            threading.Thread(target=worker.reap, daemon=True).start()
+        if not self._workers:
+            _stop_resource_tracker()
+        self._arm_reaper()
 
     def _retire(self, worker: _Worker, kill: bool) -> None:
         self._workers.discard(worker)
@@ -144,5 +188,9 @@ class ParserPool:
 
     def close(self) -> None:
         """Stop every worker."""
+        if self._reaper is not None:
+            self._reaper.cancel()
+            self._reaper = None
+        self._idle.clear()
         for worker in list(self._workers):
             self._retire(worker, kill=False)

@@ -81,3 +81,35 @@ def test_workers_are_recycled(monkeypatch: pytest.MonkeyPatch) -> None:
     for pid in (first, second, third):  # the retired workers and, after close(), the last
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
+
+
+def test_idle_workers_exit_and_start_again_on_demand() -> None:
+    """A worker left without work for `idle_after` exits (its process gone, so an idle daemon
+    is one process); the next document starts a fresh one."""
+    async def go() -> tuple[list[int], bool, list[str]]:
+        pool = ParserPool(2, timeout=30, idle_after=0.5)
+        try:
+            await asyncio.gather(*(pool.parse(GOOD, "https://a.example/f") for _ in range(4)))
+            started = pool.running
+            pids = [w.process.pid for w in pool._workers]
+            for _ in range(200):  # up to 20 s for the reaper
+                if pool.running == 0:
+                    break
+                await asyncio.sleep(0.1)
+            gone = all(not _alive(pid) for pid in pids if pid)
+            again = await pool.parse(GOOD, "https://a.example/f")
+            return [started, pool.running], gone, [e.title for e in again.entries]
+        finally:
+            pool.close()
+
+    counts, gone, titles = asyncio.run(go())
+    assert counts == [2, 1] and gone and titles == ["Russia and the DPRK"]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with open(f"/proc/{pid}/stat") as stat:  # a zombie is not alive
+        return stat.read().split(") ")[1][0] != "Z"

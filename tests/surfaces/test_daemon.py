@@ -180,3 +180,22 @@ def test_each_feeds_later_polls_fall_at_its_own_phase_of_the_interval(tmp_path: 
     # Uniform phases put about 33 feeds in each third of the 15 minutes; one common
     # phase would put all 100 in one (a random split falls under 15 about once in 10^5 runs).
     assert min(thirds) >= 15, thirds
+
+
+def test_an_idle_daemon_is_a_single_process(tmp_path: Path, feed_server: FeedServer) -> None:
+    """Parser processes start for the first polls and exit after `poll.parse_idle` without
+    work, with spawn's helper process: between polls the daemon is one process."""
+    from bench.memory import descendants
+
+    feeds = [{"url": feed_server.serve(f"/{n}.xml", render_feed("russian.xml"))}
+             for n in range(6)]
+    config = write_config(tmp_path, feeds, [], poll={"parse_idle": "1s", "parsers": 2})
+    daemon = subprocess.Popen([sys.executable, "-m", "monitor", "--config", str(config), "run"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        assert wait_for(lambda: len(descendants(daemon.pid)) >= 2), "the parser processes"
+        assert wait_for(lambda: len(feed_server.requests) >= 6), "the first polls"
+        assert wait_for(lambda: descendants(daemon.pid) == [], 60), descendants(daemon.pid)
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        daemon.wait(timeout=60)
