@@ -6,7 +6,8 @@ only from its own layer or lower ones (tests/test_architecture.py checks it from
 
     1. vocabulary      errors, models, support.*
     2. pure stages     matching.*, sources.parser, sources.workers, sources.cadence,
-                       delivery.templates, delivery.message, delivery.schedule
+                       sources.increment, delivery.templates, delivery.message,
+                       delivery.schedule
     3. configuration   config
     4. I/O stages      sources.fetcher, sources.feedlist, storage.*, delivery.notifier
     5. store users     delivery.outbox, health, pace

@@ -58,10 +58,10 @@ def pace_of(row: FeedRow) -> Pace:
 
 
 def learn_pace(store: Store, config: Config, row: FeedRow, fetch: FetchResult,
-               parsed: ParsedFeed, *, now: datetime) -> Pace:
-    """The feed's pace after a poll that brought `parsed`; kept in its row when it changed."""
+               parsed: ParsedFeed, *, now: datetime, published: Sequence[datetime]) -> Pace:
+    """The feed's pace after a poll that brought `parsed`, whose document's entries were
+    `published` then; kept in its row when it changed."""
     assert row.id is not None
-    published = [e.published for e in parsed.entries if e.published is not None]
     seen: Sequence[datetime] = []
     if publishing_rate(published, now) is None:  # no dates: when new entries were seen
         seen = store.feeds.seen_times(row.id, now - LEARN_FROM)

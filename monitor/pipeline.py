@@ -51,6 +51,7 @@ from monitor.models import (
 from monitor.pace import adaptive, boost_carriers, feed_interval, learn_pace, pace_of
 from monitor.sources.cadence import Cadence, Pace
 from monitor.sources.fetcher import Fetcher
+from monitor.sources.increment import split_items
 from monitor.sources.parser import ParsedFeed, parse_feed
 from monitor.sources.workers import ParserPool
 from monitor.storage.coalescer import Coalescer
@@ -90,6 +91,8 @@ class Runtime:
     in_flight: asyncio.Semaphore = field(init=False)
     # Each feed's pace as last read from or written to its row (see `pace`).
     paces: dict[str, Pace] = field(default_factory=dict)
+    # Each feed's items in its last recorded document: fingerprint → date (see `increment`).
+    increments: dict[str, dict[bytes, datetime | None]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.claims = Coalescer(self.store.feeds.lease)
@@ -314,7 +317,8 @@ async def _poll(feed: FeedConfig, rt: Runtime, row: FeedRow, release: LeaseEnd) 
         log.debug("feed %s unchanged", feed.title)
         return PollReport(feed.title, PollStatus.UNCHANGED)
     with metrics.PARSE_SECONDS.time():
-        parsed = await rt.parsers.parse(fetch.body, feed.url, feed.name or "", fetch.headers)
+        reading = await _read(rt, feed, fetch)
+    parsed = reading.parsed
     if parsed.error:
         failed = Failure(parsed.error, fetch.http_status)
         return await asyncio.to_thread(_fail, rt, feed, row, failed, release,
@@ -323,22 +327,62 @@ async def _poll(feed: FeedConfig, rt: Runtime, row: FeedRow, release: LeaseEnd) 
         log.warning("feed %s: %s", feed.title, reason)
     # Dedupe, match and record in a thread: the event loop keeps fetching meanwhile.
     items, queued, boosted = await asyncio.to_thread(_record, rt, row, fetch, body_hash,
-                                                     parsed, feed=feed, release=release)
+                                                     reading, feed=feed, release=release)
+    # Recorded: the next changed document is read from its new items on (see `increment`).
+    if reading.known is None:
+        rt.increments.pop(feed.url, None)
+    else:
+        rt.increments[feed.url] = reading.known
     matched = sum(1 for item in items if item.matches)
     metrics.ENTRIES.inc(len(items))
     for match in (m for item in items for m in item.matches):
         metrics.MATCHES.labels(match.watchlist).inc()
-    log.info("feed %s: %s, %d new, %d matched, %s queued", feed.title,
-             counted(len(parsed.entries), "entry", "entries"), len(items), matched,
+    read = "" if reading.whole else f" ({len(parsed.entries)} changed, read alone)"
+    log.info("feed %s: %s%s, %d new, %d matched, %s queued", feed.title,
+             counted(reading.items, "entry", "entries"), read, len(items), matched,
              counted(queued, "alert"))
     return PollReport(feed.title, PollStatus.OK, new=len(items), matched=matched, queued=queued,
                       boosted=boosted)
 
 
+@dataclass(frozen=True)
+class _Reading:
+    """A changed document as parsed: whole, or only its new items."""
+
+    parsed: ParsedFeed
+    items: int  # entries the whole document holds
+    published: list[datetime]  # their dates, for the feed's pace
+    known: dict[bytes, datetime | None] | None  # item fingerprints → dates, once recorded
+    whole: bool = True
+
+
+async def _read(rt: Runtime, feed: FeedConfig, fetch: FetchResult) -> _Reading:
+    """Parse the new items alone when the last recorded document of this feed was cut into
+    items one for one, else (and whenever that reading is in doubt) the whole document."""
+    split = await asyncio.to_thread(split_items, fetch.body)
+    known = rt.increments.get(feed.url)
+    if split is not None and known is not None:
+        smaller, kept = split.without(known)
+        parsed = await rt.parsers.parse(smaller, feed.url, feed.name or "", fetch.headers)
+        if not parsed.error and len(parsed.entries) == kept:
+            new = [p for p in split.fingerprints if p not in known]
+            dates = {p: known[p] for p in split.fingerprints if p in known}
+            dates.update(zip(new, (e.published for e in parsed.entries), strict=True))
+            return _Reading(parsed, len(split.items), [d for d in dates.values() if d], dates,
+                            whole=False)
+    parsed = await rt.parsers.parse(fetch.body, feed.url, feed.name or "", fetch.headers)
+    whole: dict[bytes, datetime | None] | None = None
+    if split is not None and not parsed.error and len(parsed.entries) == len(split.items):
+        whole = dict(zip(split.fingerprints, (e.published for e in parsed.entries), strict=True))
+    return _Reading(parsed, len(parsed.entries),
+                    [e.published for e in parsed.entries if e.published], whole)
+
+
 def _record(rt: Runtime, row: FeedRow, fetch: FetchResult, body_hash: str | None,
-            parsed: ParsedFeed, *, feed: FeedConfig, release: LeaseEnd
+            reading: _Reading, *, feed: FeedConfig, release: LeaseEnd
             ) -> tuple[list[Seen], int, tuple[str, ...]]:
     assert row.id is not None
+    parsed = reading.parsed
     entries = parsed.entries
     unseen = rt.store.entries.unseen(row.id, entries)
     items = _judge(unseen, rt.watchlists, rt.targets, rt.config,
@@ -349,7 +393,8 @@ def _record(rt: Runtime, row: FeedRow, fetch: FetchResult, body_hash: str | None
         queued += _note_updates(rt.store, rt.targets, row.id, entries)
     now = utcnow()
     if adaptive(feed, rt.config):
-        rt.paces[feed.url] = learn_pace(rt.store, rt.config, row, fetch, parsed, now=now)
+        rt.paces[feed.url] = learn_pace(rt.store, rt.config, row, fetch, parsed, now=now,
+                                        published=reading.published)
     alerted = sorted({m.watchlist for item in items if item.drafts for m in item.matches})
     boosted = boost_carriers(rt.store, rt.config, alerted, now)
     for url, until in boosted.items():
